@@ -1,0 +1,8 @@
+//! kubectl-mesh: `kubectl mesh proxy-status`, `kubectl mesh explain` and `kubectl mesh inject`.
+//!
+//! Commands fetch what they need (API server, istiod, Envoy), then call pure functions that build a
+//! model and render it to a `String`; nothing below `run` prints.
+
+pub mod cli;
+
+pub use cli::{Cli, run};
