@@ -4,5 +4,6 @@
 //! model and render it to a `String`; nothing below `run` prints.
 
 pub mod cli;
+pub mod config_dump;
 
 pub use cli::{Cli, run};
