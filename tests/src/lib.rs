@@ -2,7 +2,9 @@
 //! and the shared conformance data. Tests that need a tool fail with an install hint; they never skip.
 
 pub mod envoy;
+pub mod sidecar;
 pub mod tools;
+pub mod xds;
 
 pub use envoy::Envoy;
 pub use tools::{Tool, shared_dir};
