@@ -1,5 +1,41 @@
-//! webhook: see the crate library.
+//! mesh-webhook: parse flags, run the server, map failures to exit codes.
+
+use clap::Parser as _;
+use mesh_webhook::cli::{Args, EX_FAILURE, EX_USAGE};
 
 fn main() {
-    println!("mesh-webhook {}", env!("CARGO_PKG_VERSION"));
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let source = match mesh_webhook::run::cert_source(&args, std::env::var("POD_NAMESPACE").ok()) {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!("mesh-webhook: {e}");
+            std::process::exit(EX_USAGE);
+        }
+    };
+    mesh_webhook::run::init_logging(args.log_format);
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => {
+            let result = runtime.block_on(mesh_webhook::run(args, source));
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "mesh-webhook failed");
+                    EX_FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("mesh-webhook: cannot start the runtime: {e}");
+            EX_FAILURE
+        }
+    };
+    std::process::exit(code);
 }

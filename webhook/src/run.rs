@@ -1,0 +1,285 @@
+//! Wiring: flags to running tasks. Loads and watches the config and the certificate, watches nodes,
+//! serves HTTPS and the health port, and drains on SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mesh_core::inject::InjectConfig;
+use tokio::net::TcpListener;
+
+use crate::cli::{Args, LogFormat};
+use crate::metrics::ReloadResult;
+use crate::reload::FileWatch;
+use crate::selfsigned::{self, SelfSignedSettings};
+use crate::serve::{self, Limits};
+use crate::server::{self, AppState};
+use crate::tls::{self, CertStore};
+
+/// How often mounted files (config, certificate) are checked for changes.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Flags that do not fit together (exit code [`crate::cli::EX_USAGE`]).
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    /// Neither files nor `--self-signed`.
+    #[error("no certificate source: give --tls-cert and --tls-key, or --self-signed")]
+    NoCertificate,
+    /// Only one of `--tls-cert` and `--tls-key`.
+    #[error("--tls-cert and --tls-key go together (got only {0})")]
+    HalfPair(&'static str),
+    /// Files and `--self-signed` together.
+    #[error("--self-signed cannot be combined with --tls-cert/--tls-key")]
+    BothSources,
+    /// `--self-signed` without a namespace.
+    #[error("--self-signed needs the namespace: set --namespace or POD_NAMESPACE")]
+    NoNamespace,
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CertSource {
+    /// PEM files, reloaded on change.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// Generated and kept in a Secret.
+    SelfSigned(SelfSignedSettings),
+}
+
+/// Checks the flag combination and decides the certificate source.
+pub fn cert_source(args: &Args, pod_namespace: Option<String>) -> Result<CertSource, UsageError> {
+    match (&args.tls_cert, &args.tls_key, args.self_signed) {
+        (Some(_), _, true) | (_, Some(_), true) => Err(UsageError::BothSources),
+        (Some(cert), Some(key), false) => Ok(CertSource::Files { cert: cert.clone(), key: key.clone() }),
+        (Some(_), None, false) => Err(UsageError::HalfPair("--tls-cert")),
+        (None, Some(_), false) => Err(UsageError::HalfPair("--tls-key")),
+        (None, None, false) => Err(UsageError::NoCertificate),
+        (None, None, true) => {
+            let namespace =
+                args.namespace.clone().or(pod_namespace).filter(|n| !n.is_empty()).ok_or(UsageError::NoNamespace)?;
+            Ok(CertSource::SelfSigned(SelfSignedSettings::new(
+                args.service_name.clone(),
+                namespace,
+                args.secret_name.clone(),
+                args.webhook_config_selector.clone(),
+            )))
+        }
+    }
+}
+
+/// Sets up logging: JSON lines (or text) on stdout, level from `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs the webhook until SIGTERM or SIGINT, then drains.
+pub async fn run(args: Args, source: CertSource) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs = Arc::new(CertStore::new());
+    let state = Arc::new(AppState::new(certs.clone()));
+
+    match &args.config {
+        None => {
+            state.set_config(InjectConfig::default());
+            state.metrics.config_reload(ReloadResult::Ok);
+        }
+        Some(path) => {
+            let mut watch = FileWatch::new(vec![path.clone()]);
+            if let Some(snapshot) = watch.poll() {
+                apply_config(&state, path, snapshot);
+            }
+            tokio::spawn(watch_config(state.clone(), path.clone(), watch));
+        }
+    }
+
+    let client = match kube::Client::try_default().await {
+        Ok(client) => Some(client),
+        Err(e) => {
+            if matches!(source, CertSource::SelfSigned(_)) {
+                return Err(e).context("--self-signed needs access to the Kubernetes API");
+            }
+            tracing::warn!(error = %e, "no Kubernetes API access: nativeSidecars auto resolves to disabled");
+            None
+        }
+    };
+    match &client {
+        Some(client) => {
+            tokio::spawn(crate::nodes::watch(client.clone(), state.clone()));
+        }
+        None => state.set_native_sidecars(false),
+    }
+
+    match source {
+        CertSource::Files { cert, key } => {
+            let mut watch = FileWatch::new(vec![cert, key]);
+            if let Some(snapshot) = watch.poll() {
+                apply_cert(&state, snapshot);
+            }
+            tokio::spawn(watch_cert(state.clone(), watch));
+        }
+        CertSource::SelfSigned(settings) => {
+            let client = client.context("--self-signed needs access to the Kubernetes API")?;
+            tokio::spawn(manage_self_signed(client, settings, state.clone()));
+        }
+    }
+
+    let tls = Arc::new(tls::server_config(certs)?);
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let health = TcpListener::bind(args.health_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.health_listen))?;
+    let listen_addr = listener.local_addr()?;
+    let health_addr = health.local_addr()?;
+    let health_app = server::health_router(state.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(health, health_app).await {
+            tracing::error!(error = %e, "health server failed");
+        }
+    });
+    tracing::info!(listen = %listen_addr, health = %health_addr, "serving");
+
+    let limits =
+        Limits { max_connections: args.max_connections, drain_timeout: args.drain_timeout, ..Limits::default() };
+    let shutdown_state = state.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        shutdown_state.start_draining();
+        tracing::info!(drain_timeout_ms = limits.drain_timeout.as_millis() as u64, "draining");
+    };
+    let report = serve::serve_tls(listener, tls, server::router(state), limits, shutdown).await;
+    tracing::info!(
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        abandoned_connections = report.abandoned_connections,
+        "drained"
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; only ctrl-c stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn apply_config(state: &AppState, path: &std::path::Path, snapshot: crate::reload::Snapshot) {
+    let parsed = snapshot.and_then(|mut files| {
+        let text = String::from_utf8(files.pop().unwrap_or_default())
+            .map_err(|_| format!("{} is not UTF-8", path.display()))?;
+        InjectConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    });
+    match parsed {
+        Ok(config) => {
+            state.set_config(config);
+            state.metrics.config_reload(ReloadResult::Ok);
+            tracing::info!(path = %path.display(), "config loaded");
+        }
+        Err(reason) => {
+            state.metrics.config_reload(ReloadResult::Failed);
+            tracing::error!(path = %path.display(), error = %reason, "config rejected; keeping the previous one");
+        }
+    }
+}
+
+async fn watch_config(state: Arc<AppState>, path: PathBuf, mut watch: FileWatch) {
+    loop {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        if let Some(snapshot) = watch.poll() {
+            apply_config(&state, &path, snapshot);
+        }
+    }
+}
+
+fn apply_cert(state: &AppState, snapshot: crate::reload::Snapshot) {
+    let loaded = snapshot.and_then(|files| match files.as_slice() {
+        [cert, key] => tls::certified_key(cert, key).map_err(|e| e.to_string()),
+        _ => Err("expected a certificate and a key".to_string()),
+    });
+    match loaded {
+        Ok(key) => {
+            state.certs.set(key);
+            state.metrics.cert_reload(ReloadResult::Ok);
+            tracing::info!("serving certificate loaded");
+        }
+        Err(reason) => {
+            state.metrics.cert_reload(ReloadResult::Failed);
+            tracing::error!(error = %reason, "serving certificate rejected; keeping the previous one");
+        }
+    }
+}
+
+async fn watch_cert(state: Arc<AppState>, mut watch: FileWatch) {
+    loop {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        if let Some(snapshot) = watch.poll() {
+            apply_cert(&state, snapshot);
+        }
+    }
+}
+
+async fn manage_self_signed(client: kube::Client, settings: SelfSignedSettings, state: Arc<AppState>) {
+    let (ca_tx, ca_rx) = tokio::sync::watch::channel(String::new());
+    let mut ca_watch_started = false;
+    let mut current: Option<selfsigned::Bundle> = None;
+    loop {
+        let wait = match selfsigned::ensure_secret(&client, &settings).await {
+            Ok(bundle) if current.as_ref() == Some(&bundle) => settings.check_interval,
+            Ok(bundle) => match tls::certified_key(bundle.cert.as_bytes(), bundle.key.as_bytes()) {
+                Ok(key) => {
+                    state.certs.set(key);
+                    state.metrics.cert_reload(ReloadResult::Ok);
+                    tracing::info!(secret = %settings.secret_name, namespace = %settings.namespace, "serving certificate loaded");
+                    let _ = ca_tx.send(bundle.ca_cert.clone());
+                    current = Some(bundle);
+                    if !ca_watch_started {
+                        ca_watch_started = true;
+                        match &settings.webhook_selector {
+                            Some(selector) => {
+                                tokio::spawn(selfsigned::keep_ca_bundle(
+                                    client.clone(),
+                                    selector.clone(),
+                                    ca_rx.clone(),
+                                ));
+                            }
+                            None => tracing::warn!(
+                                "no --webhook-config-selector: caBundle of the webhook configurations is not managed"
+                            ),
+                        }
+                    }
+                    settings.check_interval
+                }
+                Err(e) => {
+                    state.metrics.cert_reload(ReloadResult::Failed);
+                    tracing::error!(error = %e, "certificate from the Secret is unusable");
+                    Duration::from_secs(5)
+                }
+            },
+            Err(e) => {
+                state.metrics.cert_reload(ReloadResult::Failed);
+                tracing::error!(error = %e, "cannot set up the self-signed certificate; retrying");
+                Duration::from_secs(5)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}

@@ -1,0 +1,286 @@
+//! The HTTP layer: AdmissionReviews in, injection decisions out ([`router`]), and the health
+//! endpoints ([`health_router`]). Injection itself is `mesh_core::inject::inject`, a pure function.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mesh_core::inject::{Decision, InjectConfig, InjectRequest};
+
+use crate::admission::{self, InjectTarget, Verdict};
+use crate::metrics::{Metrics, Outcome};
+use crate::tls::CertStore;
+
+/// Largest accepted AdmissionReview body: 3 MiB, as the API server's own limit for objects.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Everything the handlers share. Config, certificate and node support change at runtime.
+#[derive(Debug)]
+pub struct AppState {
+    config: ArcSwapOption<InjectConfig>,
+    native_sidecars: AtomicBool,
+    nodes_synced: AtomicBool,
+    draining: AtomicBool,
+    /// The serving certificate.
+    pub certs: Arc<CertStore>,
+    /// The metrics.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// State with no config yet, no node information yet and an empty certificate store.
+    pub fn new(certs: Arc<CertStore>) -> Self {
+        AppState {
+            config: ArcSwapOption::empty(),
+            native_sidecars: AtomicBool::new(false),
+            nodes_synced: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            certs,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// Replaces the config atomically; reviews already running keep the one they started with.
+    pub fn set_config(&self, config: InjectConfig) {
+        self.config.store(Some(Arc::new(config)));
+    }
+
+    /// The config in use, if one is loaded.
+    pub fn config(&self) -> Option<Arc<InjectConfig>> {
+        self.config.load_full()
+    }
+
+    /// Records what the nodes support (what `nativeSidecars: auto` resolves to) and that it is known.
+    pub fn set_native_sidecars(&self, supported: bool) {
+        self.native_sidecars.store(supported, Ordering::Relaxed);
+        self.nodes_synced.store(true, Ordering::Release);
+    }
+
+    /// Whether the nodes' kubelet versions are known (or known to be unavailable).
+    pub fn nodes_known(&self) -> bool {
+        self.nodes_synced.load(Ordering::Acquire)
+    }
+
+    /// What `nativeSidecars: auto` resolves to now.
+    pub fn native_sidecars(&self) -> bool {
+        self.native_sidecars.load(Ordering::Relaxed)
+    }
+
+    /// Marks the server as shutting down: `/readyz` fails from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// `Ok` when the server can answer reviews, else what is missing.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.is_draining() {
+            return Err("shutting down");
+        }
+        if self.config.load().is_none() {
+            return Err("no valid InjectConfig loaded yet");
+        }
+        if !self.certs.is_loaded() {
+            return Err("no serving certificate loaded yet");
+        }
+        if !self.nodes_synced.load(Ordering::Acquire) {
+            return Err("node kubelet versions not known yet");
+        }
+        Ok(())
+    }
+}
+
+/// The HTTPS routes: `POST /inject` and `POST /inject/cluster/<c>/net/<n>`, bodies up to
+/// [`MAX_BODY_BYTES`].
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/inject", post(inject_default))
+        .route("/inject/", post(inject_default))
+        .route("/inject/{*rest}", post(inject_with_path))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The plain-HTTP routes: `/healthz`, `/readyz`, `/metrics`.
+pub fn health_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.readiness() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], state.metrics.encode()).into_response()
+}
+
+async fn inject_default(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    review(&state, Ok(InjectTarget::default()), &headers, body)
+}
+
+async fn inject_with_path(
+    State(state): State<Arc<AppState>>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    review(&state, admission::parse_inject_path(&rest), &headers, body)
+}
+
+/// A review that could not be answered with an AdmissionReview.
+struct Failure {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+fn review(
+    state: &AppState,
+    target: Result<InjectTarget, admission::PathError>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    match answer(state, target, headers, body) {
+        Ok(answered) => {
+            let elapsed = started.elapsed();
+            state.metrics.observe_request(answered.outcome, answered.reason, elapsed);
+            tracing::info!(
+                namespace = %answered.namespace,
+                pod = %answered.pod,
+                uid = %answered.uid,
+                outcome = answered.outcome.as_str(),
+                reason = %answered.reason_text,
+                elapsed_us = micros(elapsed),
+                "admission review"
+            );
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], answered.body).into_response()
+        }
+        Err(failure) => {
+            let elapsed = started.elapsed();
+            state.metrics.observe_request(Outcome::Error, failure.reason, elapsed);
+            tracing::warn!(
+                outcome = "error",
+                reason = failure.reason,
+                status = failure.status.as_u16(),
+                error = %failure.message,
+                elapsed_us = micros(elapsed),
+                "admission review rejected"
+            );
+            (failure.status, format!("{}\n", failure.message)).into_response()
+        }
+    }
+}
+
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+}
+
+struct Answered {
+    namespace: String,
+    pod: String,
+    uid: String,
+    outcome: Outcome,
+    reason: &'static str,
+    reason_text: String,
+    body: Vec<u8>,
+}
+
+fn answer(
+    state: &AppState,
+    target: Result<InjectTarget, admission::PathError>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Answered, Failure> {
+    let target =
+        target.map_err(|e| Failure { status: StatusCode::NOT_FOUND, reason: "bad_path", message: e.to_string() })?;
+    check_content_type(headers)?;
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let reason = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_body" };
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("request body is larger than {MAX_BODY_BYTES} bytes (3 MiB)")
+        } else {
+            rejection.body_text()
+        };
+        Failure { status, reason, message }
+    })?;
+    let request = admission::parse_review(&body).map_err(|e| Failure {
+        status: StatusCode::BAD_REQUEST,
+        reason: "bad_request",
+        message: e.to_string(),
+    })?;
+    let config = state.config().ok_or_else(|| Failure {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        reason: "not_ready",
+        message: "no valid InjectConfig loaded yet".into(),
+    })?;
+    let namespace = request.namespace.as_str();
+    let inject_request = InjectRequest {
+        namespace,
+        cluster_id: target.cluster.as_deref(),
+        network: target.network.as_deref(),
+        nodes_support_native_sidecars: state.native_sidecars(),
+    };
+    let decision = mesh_core::inject::inject(&request.object, &inject_request, &config);
+    let (verdict, outcome, reason, reason_text) = match decision {
+        Decision::Skip(why) => (Verdict::Allow, Outcome::Skipped, why.label(), why.label().to_string()),
+        Decision::Deny(message) => (Verdict::Deny(message.clone()), Outcome::Denied, "", message),
+        Decision::Patch(patch) => (Verdict::Patch(patch), Outcome::Injected, "", String::new()),
+    };
+    let body = admission::render_response(&request.api_version, &request.uid, &verdict).map_err(|e| Failure {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        reason: "internal",
+        message: format!("cannot serialise the AdmissionReview response: {e}"),
+    })?;
+    Ok(Answered {
+        namespace: request.namespace,
+        pod: request.name,
+        uid: request.uid,
+        outcome,
+        reason,
+        reason_text,
+        body,
+    })
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), Failure> {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Failure {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason: "unsupported_media_type",
+            message: format!("content-type {value:?} is not supported: send application/json"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+//! Router tests: every outcome and every bad input, through `oneshot` (no socket).
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use base64::Engine as _;
+use http::Request;
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use super::*;
+use crate::metrics::Outcome;
+
+fn shared() -> PathBuf {
+    match std::env::var_os("MESH_SHARED") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+    }
+}
+
+fn fixture(name: &str) -> Value {
+    let path = shared().join("fixtures/kube-apiserver").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (set MESH_SHARED)", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ready_state() -> Arc<AppState> {
+    let state = Arc::new(AppState::new(Arc::new(CertStore::new())));
+    state.set_config(InjectConfig::default());
+    state.set_native_sidecars(true);
+    state
+}
+
+fn review_of(pod: Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+           "request": {"uid": "uid-1", "namespace": "foo", "operation": "CREATE", "object": pod}})
+}
+
+fn pod_with_annotations(annotations: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "p", "namespace": "foo", "annotations": annotations},
+           "spec": {"containers": [{"name": "app", "image": "app:1"}]}})
+}
+
+async fn post(state: &Arc<AppState>, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+    let request = Request::post(path).header("content-type", content_type).body(Body::from(body)).unwrap();
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    (status, response.into_body().collect().await.unwrap().to_bytes().to_vec())
+}
+
+async fn post_review(state: &Arc<AppState>, path: &str, review: &Value) -> Value {
+    let (status, body) = post(state, path, "application/json", serde_json::to_vec(review).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn apply_patch(object: &Value, response: &Value) -> Value {
+    assert_eq!(response["response"]["patchType"], "JSONPatch", "{response}");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(response["response"]["patch"].as_str().unwrap());
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes.unwrap()).unwrap();
+    let mut patched = object.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    patched
+}
+
+fn container<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|list| pod["spec"][list].as_array())
+        .flatten()
+        .find(|c| c["name"] == name)
+}
+
+#[tokio::test]
+async fn real_api_server_review_is_injected() {
+    let state = ready_state();
+    for name in ["admissionreview-v1-pod-foo.json", "admissionreview-v1-pod-generatename-owner.json"] {
+        let review = fixture(name);
+        let response = post_review(&state, "/inject", &review).await;
+        assert_eq!(response["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(response["kind"], "AdmissionReview");
+        assert_eq!(response["response"]["uid"], review["request"]["uid"], "{name}: uid must be echoed");
+        assert_eq!(response["response"]["allowed"], true);
+        let patched = apply_patch(&review["request"]["object"], &response);
+        assert!(container(&patched, "istio-proxy").is_some(), "{name}: no istio-proxy in {patched}");
+        assert!(container(&patched, "istio-init").is_some(), "{name}: no istio-init in {patched}");
+    }
+    assert_eq!(state.metrics.requests(Outcome::Injected, ""), 2);
+}
+
+#[tokio::test]
+async fn opted_out_pod_is_skipped_without_patch() {
+    let state = ready_state();
+    let response =
+        post_review(&state, "/inject", &review_of(pod_with_annotations(json!({"sidecar.istio.io/inject": "false"}))))
+            .await;
+    assert_eq!(response["response"]["allowed"], true);
+    assert_eq!(response["response"]["uid"], "uid-1");
+    assert!(response["response"].get("patch").is_none(), "{response}");
+    assert!(response["response"].get("patchType").is_none(), "{response}");
+    assert_eq!(state.metrics.requests(Outcome::Skipped, "pod_opt_out"), 1);
+}
+
+#[tokio::test]
+async fn bad_annotation_is_denied_with_its_name() {
+    let state = ready_state();
+    let pod = pod_with_annotations(json!({"traffic.sidecar.istio.io/excludeInboundPorts": "80,abc"}));
+    let response = post_review(&state, "/inject", &review_of(pod)).await;
+    assert_eq!(response["response"]["allowed"], false, "{response}");
+    let message = response["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("excludeInboundPorts"), "{message}");
+    assert!(message.contains("abc"), "{message}");
+    assert_eq!(state.metrics.requests(Outcome::Denied, ""), 1);
+}
+
+#[tokio::test]
+async fn cluster_and_network_come_from_the_path() {
+    let state = ready_state();
+    let review = fixture("admissionreview-v1-pod-foo.json");
+    let response = post_review(&state, "/inject/cluster/cluster-7/net/network-3", &review).await;
+    let patched = apply_patch(&review["request"]["object"], &response);
+    let proxy = container(&patched, "istio-proxy").unwrap();
+    let env =
+        |name: &str| proxy["env"].as_array().unwrap().iter().find(|e| e["name"] == name).map(|e| e["value"].clone());
+    assert_eq!(env("ISTIO_META_CLUSTER_ID"), Some(json!("cluster-7")), "{proxy}");
+    assert_eq!(env("ISTIO_META_NETWORK"), Some(json!("network-3")), "{proxy}");
+}
+
+#[tokio::test]
+async fn wrong_method_is_405() {
+    let state = ready_state();
+    let response = router(state).oneshot(Request::get("/inject").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let state = ready_state();
+    let body = serde_json::to_vec(&fixture("admissionreview-v1-pod-foo.json")).unwrap();
+    let (status, text) = post(&state, "/inject", "text/plain", body).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(String::from_utf8_lossy(&text).contains("application/json"));
+    assert_eq!(state.metrics.requests(Outcome::Error, "unsupported_media_type"), 1);
+}
+
+#[tokio::test]
+async fn body_over_3_mib_is_413() {
+    let state = ready_state();
+    let mut review = review_of(pod_with_annotations(json!({})));
+    review["request"]["object"]["metadata"]["annotations"]["big"] = json!("x".repeat(MAX_BODY_BYTES));
+    let (status, _) = post(&state, "/inject", "application/json", serde_json::to_vec(&review).unwrap()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(state.metrics.requests(Outcome::Error, "too_large"), 1);
+    // The server keeps serving afterwards.
+    let response = post_review(&state, "/inject", &fixture("admissionreview-v1-pod-foo.json")).await;
+    assert_eq!(response["response"]["allowed"], true);
+}
+
+#[tokio::test]
+async fn malformed_reviews_are_400_with_a_message() {
+    let state = ready_state();
+    let cases: [(&[u8], &str); 4] = [
+        (b"{not json", "malformed AdmissionReview JSON"),
+        (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "has no request"),
+        (br#"{"kind":"AdmissionReview","request":{"uid":"u-9"}}"#, "request u-9 has no object"),
+        (br#"{"kind":"AdmissionReview","request":{"uid":"u-9","object":null}}"#, "request u-9 has no object"),
+    ];
+    for (body, expected) in cases {
+        let (status, text) = post(&state, "/inject", "application/json", body.to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
+        let text = String::from_utf8_lossy(&text);
+        assert!(text.contains(expected), "{text:?} should contain {expected:?}");
+    }
+    assert_eq!(state.metrics.requests(Outcome::Error, "bad_request"), 4);
+}
+
+#[tokio::test]
+async fn unknown_path_keys_are_404() {
+    let state = ready_state();
+    let body = serde_json::to_vec(&fixture("admissionreview-v1-pod-foo.json")).unwrap();
+    let (status, text) = post(&state, "/inject/zone/z1", "application/json", body.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&text).contains("\"zone\""));
+    let (status, _) = post(&state, "/mutate", "application/json", body).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn no_config_yet_is_503() {
+    let state = Arc::new(AppState::new(Arc::new(CertStore::new())));
+    let body = serde_json::to_vec(&fixture("admissionreview-v1-pod-foo.json")).unwrap();
+    let (status, _) = post(&state, "/inject", "application/json", body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+async fn get(state: &Arc<AppState>, path: &str) -> (StatusCode, String) {
+    let response = health_router(state.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    (status, String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn health_endpoints_follow_the_state() {
+    let state = Arc::new(AppState::new(Arc::new(CertStore::new())));
+    assert_eq!(get(&state, "/healthz").await.0, StatusCode::OK);
+    let (status, text) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text.contains("InjectConfig"), "{text}");
+    state.set_config(InjectConfig::default());
+    assert!(get(&state, "/readyz").await.1.contains("certificate"));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap().self_signed(&key).unwrap();
+    state.certs.set(crate::tls::certified_key(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap());
+    assert!(get(&state, "/readyz").await.1.contains("node"));
+    state.set_native_sidecars(true);
+    assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+    state.start_draining();
+    assert_eq!(get(&state, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, metrics) = get(&state, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.contains("# TYPE mesh_webhook_requests counter"), "{metrics}");
+    assert!(metrics.contains("mesh_webhook_request_duration_seconds"), "{metrics}");
+}
