@@ -69,6 +69,8 @@ pub struct InjectConfig {
     pub log_level: String,
     /// Structured logs for the agent and the init container.
     pub log_as_json: bool,
+    /// Program nftables directly (`--native-nftables`) instead of iptables.
+    pub native_nftables: bool,
     /// The control plane's namespace (for `CA_ADDR`).
     pub istio_namespace: String,
     /// The CA address; `istiod[-<revision>].<istioNamespace>.svc:15012` when empty.
@@ -116,6 +118,7 @@ impl Default for InjectConfig {
             image_pull_policy: String::new(),
             log_level: "default:info".into(),
             log_as_json: false,
+            native_nftables: false,
             istio_namespace: "istio-system".into(),
             ca_address: String::new(),
             pilot_cert_provider: "istiod".into(),

@@ -1,0 +1,166 @@
+//! Emits the minimal RFC 6902 operations that turn the original pod into the injected one, area by
+//! area (labels, annotations, each pod list), without diffing whole pods.
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
+use serde_json::{Map, Value};
+
+/// Collects patch operations.
+#[derive(Debug, Default)]
+pub struct Ops(pub Vec<PatchOperation>);
+
+/// Escapes one JSON Pointer token (`~` to `~0`, `/` to `~1`).
+pub fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+fn pointer(path: &str) -> PointerBuf {
+    // Every path built here starts with `/` and is escaped, so parsing cannot fail; fall back to root.
+    PointerBuf::parse(path).unwrap_or_default()
+}
+
+impl Ops {
+    /// `add` (inserts into arrays, sets object members).
+    pub fn add(&mut self, path: &str, value: Value) {
+        self.0.push(PatchOperation::Add(AddOperation { path: pointer(path), value }));
+    }
+
+    /// `replace` an existing value.
+    pub fn replace(&mut self, path: &str, value: Value) {
+        self.0.push(PatchOperation::Replace(ReplaceOperation { path: pointer(path), value }));
+    }
+
+    /// `remove` an existing value.
+    pub fn remove(&mut self, path: &str) {
+        self.0.push(PatchOperation::Remove(RemoveOperation { path: pointer(path) }));
+    }
+
+    /// Sets `path` to `value`: nothing when equal, `replace` when present, `add` when absent.
+    pub fn set(&mut self, path: &str, original: Option<&Value>, value: &Value) {
+        match original {
+            Some(o) if o == value => {}
+            Some(_) => self.replace(path, value.clone()),
+            None => self.add(path, value.clone()),
+        }
+    }
+
+    /// Member-by-member changes of a map (labels, annotations, a container's fields).
+    pub fn map(&mut self, path: &str, original: Option<&Value>, target: &Map<String, Value>) {
+        let Some(Value::Object(orig)) = original else {
+            self.set(path, original, &Value::Object(target.clone()));
+            return;
+        };
+        for key in orig.keys() {
+            if !target.contains_key(key) {
+                self.remove(&format!("{path}/{}", escape(key)));
+            }
+        }
+        for (key, value) in target {
+            self.set(&format!("{path}/{}", escape(key)), orig.get(key), value);
+        }
+    }
+
+    /// Changes of a keyed list. When the original elements appear in the target in the same order,
+    /// new elements are inserted (`-` at the end) and kept ones patched; otherwise the list is replaced.
+    /// `field_level` says whether a kept element is patched field by field or replaced whole.
+    pub fn list(
+        &mut self,
+        path: &str,
+        original: Option<&Value>,
+        target: &[Value],
+        field_level: &dyn Fn(&Value) -> bool,
+    ) {
+        let orig = match original {
+            Some(Value::Array(orig)) => orig,
+            None if target.is_empty() => return,
+            _ => {
+                self.set(path, original, &Value::Array(target.to_vec()));
+                return;
+            }
+        };
+        let key = |v: &Value| v.get("name").cloned();
+        if !is_subsequence(orig, target, &key) {
+            self.set(path, original, &Value::Array(target.to_vec()));
+            return;
+        }
+        let mut i = 0;
+        for (j, item) in target.iter().enumerate() {
+            match orig.get(i) {
+                Some(o) if key(o) == key(item) => {
+                    let element = format!("{path}/{j}");
+                    if o != item {
+                        match (field_level(item), item) {
+                            (true, Value::Object(fields)) => self.map(&element, Some(o), fields),
+                            _ => self.replace(&element, item.clone()),
+                        }
+                    }
+                    i += 1;
+                }
+                _ => {
+                    let at_end = i == orig.len();
+                    let element = if at_end { format!("{path}/-") } else { format!("{path}/{j}") };
+                    self.add(&element, item.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Whether every element of `orig` appears in `target`, in order, with unique keys.
+fn is_subsequence(orig: &[Value], target: &[Value], key: &dyn Fn(&Value) -> Option<Value>) -> bool {
+    let mut seen = Vec::new();
+    for o in orig {
+        let k = key(o);
+        if k.is_none() || seen.contains(&k) {
+            return false;
+        }
+        seen.push(k);
+    }
+    let mut t = target.iter();
+    orig.iter().all(|o| t.any(|x| key(x) == key(o)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn apply(doc: &Value, ops: Ops) -> Value {
+        let mut doc = doc.clone();
+        json_patch::patch(&mut doc, &ops.0).unwrap();
+        doc
+    }
+
+    #[test]
+    fn map_members_are_escaped_and_minimal() {
+        let doc = json!({"a": {"x/y": "1", "keep": "k", "gone": "g"}});
+        let target = json!({"x/y": "2", "keep": "k", "new~": "n"});
+        let mut ops = Ops::default();
+        ops.map("/a", doc.get("a"), target.as_object().unwrap());
+        let paths: Vec<String> = ops.0.iter().map(|o| o.path().to_string()).collect();
+        assert_eq!(paths, ["/a/gone", "/a/x~1y", "/a/new~0"]);
+        assert_eq!(apply(&doc, ops), json!({"a": target}));
+    }
+
+    #[test]
+    fn list_inserts_and_appends_around_kept_elements() {
+        let doc = json!({"l": [{"name": "b"}, {"name": "c", "v": 1}]});
+        let target =
+            vec![json!({"name": "a"}), json!({"name": "b"}), json!({"name": "c", "v": 2}), json!({"name": "d"})];
+        let mut ops = Ops::default();
+        ops.list("/l", doc.get("l"), &target, &|_| true);
+        let paths: Vec<String> = ops.0.iter().map(|o| o.path().to_string()).collect();
+        assert_eq!(paths, ["/l/0", "/l/2/v", "/l/-"]);
+        assert_eq!(apply(&doc, ops), json!({"l": target}));
+    }
+
+    #[test]
+    fn reordered_list_is_replaced() {
+        let doc = json!({"l": [{"name": "b"}, {"name": "a"}]});
+        let target = vec![json!({"name": "a"}), json!({"name": "b"})];
+        let mut ops = Ops::default();
+        ops.list("/l", doc.get("l"), &target, &|_| true);
+        assert_eq!(apply(&doc, ops), json!({"l": target}));
+    }
+}

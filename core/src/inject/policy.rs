@@ -1,0 +1,45 @@
+//! Whether a pod is injected at all: Istio's `injectRequired`, pod by pod. Choosing namespaces is the
+//! job of the webhook configuration's selectors, not of this module.
+
+use serde_json::{Map, Value};
+
+use super::SkipReason;
+use super::config::{InjectConfig, InjectPolicy};
+use crate::names;
+
+/// Returns why the pod is skipped, or `None` when it is to be injected.
+pub fn skip_reason(pod: &Value, namespace: &str, cfg: &InjectConfig) -> Option<SkipReason> {
+    if pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true) {
+        return Some(SkipReason::HostNetwork);
+    }
+    if names::IGNORED_NAMESPACES.contains(&namespace) {
+        return Some(SkipReason::IgnoredNamespace);
+    }
+    let empty = Map::new();
+    let labels = pod.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty);
+    let annotations = pod.pointer("/metadata/annotations").and_then(Value::as_object).unwrap_or(&empty);
+    // The label is the newer API and wins over the annotation.
+    let switch =
+        labels.get(names::SIDECAR_INJECT).or_else(|| annotations.get(names::SIDECAR_INJECT)).and_then(Value::as_str);
+    let explicit = match switch {
+        Some("true") => Some((true, None)),
+        Some("false") => Some((false, Some(SkipReason::PodOptOut))),
+        _ => None,
+    };
+    let explicit = explicit.or_else(|| {
+        let matches = |s: &super::LabelSelector| !s.match_labels.is_empty() || !s.match_expressions.is_empty();
+        if cfg.never_inject_selector.iter().any(|s| matches(s) && s.matches(labels)) {
+            return Some((false, Some(SkipReason::NeverInjectSelector)));
+        }
+        if cfg.always_inject_selector.iter().any(|s| matches(s) && s.matches(labels)) {
+            return Some((true, None));
+        }
+        None
+    });
+    match (cfg.policy, explicit) {
+        (_, Some((true, _))) => None,
+        (_, Some((false, reason))) => reason,
+        (InjectPolicy::Enabled, None) => None,
+        (InjectPolicy::Disabled, None) => Some(SkipReason::PolicyDisabled),
+    }
+}

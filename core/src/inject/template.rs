@@ -1,0 +1,782 @@
+//! The sidecar template: what Istio's `sidecar-injector` template renders for a pod (the init
+//! container, `istio-proxy`, volumes, labels and annotations), built directly as JSON values.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::annotations::{BOOTSTRAP_OVERRIDE, CAP_NET_BIND_SERVICE, USER_VOLUME, USER_VOLUME_MOUNT};
+use super::config::InjectConfig;
+use super::owner::Workload;
+use super::quantity;
+use crate::capture::{CaptureConfig, CidrList, InterceptionMode, PortList, split_list};
+use crate::{names, ports};
+
+/// Everything the template reads, resolved from the pod, its annotations and the config.
+pub struct Context<'a> {
+    /// The settings.
+    pub cfg: &'a InjectConfig,
+    /// The (stripped) pod's annotations.
+    pub annotations: &'a Map<String, Value>,
+    /// The (stripped) pod's labels.
+    pub labels: &'a Map<String, Value>,
+    /// The (stripped) pod's regular containers, including a user-supplied `istio-proxy`.
+    pub containers: &'a [Value],
+    /// The owning workload.
+    pub workload: &'a Workload,
+    /// `istio-proxy` is a native sidecar.
+    pub native: bool,
+    /// The merged ProxyConfig (config defaults and `proxy.istio.io/config`).
+    pub proxy_config: Map<String, Value>,
+    /// The UID and GID from a user-supplied `istio-proxy`'s securityContext.
+    pub proxy_uid: Option<i64>,
+    /// See `proxy_uid`.
+    pub proxy_gid: Option<i64>,
+}
+
+/// What the template adds to a pod.
+pub struct Rendered {
+    /// Labels to set.
+    pub labels: Vec<(String, String)>,
+    /// Annotations to set.
+    pub annotations: Vec<(String, String)>,
+    /// Init containers, in template order.
+    pub init_containers: Vec<Value>,
+    /// Regular containers, in template order.
+    pub containers: Vec<Value>,
+    /// Volumes, in template order.
+    pub volumes: Vec<Value>,
+    /// Image pull secrets (names).
+    pub image_pull_secrets: Vec<String>,
+}
+
+impl Context<'_> {
+    fn ann(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).and_then(Value::as_str)
+    }
+
+    /// Istio's `annotation` template function: the annotation when present (even empty), else the default.
+    fn annotation(&self, key: &str, default: &str) -> String {
+        self.ann(key).unwrap_or(default).to_owned()
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).and_then(Value::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// The interception mode: annotation, then `proxy.istio.io/config`, then the config.
+    pub fn interception_mode(&self) -> String {
+        if let Some(mode) = self.ann(names::INTERCEPTION_MODE) {
+            return mode.to_owned();
+        }
+        match self.proxy_config.get("interceptionMode").and_then(Value::as_str) {
+            Some(mode) => mode.to_owned(),
+            None => self.cfg.interception_mode.to_string(),
+        }
+    }
+
+    fn tproxy(&self) -> bool {
+        self.interception_mode() == "TPROXY"
+    }
+
+    fn cap_net_bind_service(&self) -> bool {
+        match self.ann(CAP_NET_BIND_SERVICE) {
+            Some(v) => v == "true",
+            None => self.cfg.proxy.cap_net_bind_service,
+        }
+    }
+
+    /// Whether the app waits for the proxy (only for a regular-container proxy).
+    pub fn hold_application(&self) -> bool {
+        let from_proxy_config = self.proxy_config.get("holdApplicationUntilProxyStarts").and_then(Value::as_bool);
+        (from_proxy_config == Some(true) || self.cfg.hold_application_until_proxy_starts) && !self.native
+    }
+
+    /// The status port as the template sees it (annotation, then config).
+    pub fn status_port(&self) -> String {
+        self.annotation(names::STATUS_PORT, &self.cfg.proxy.status_port.to_string())
+    }
+
+    fn proxy_metadata(&self) -> BTreeMap<String, String> {
+        let mut out = self.cfg.proxy_metadata.clone();
+        if let Some(Value::Object(meta)) = self.proxy_config.get("proxyMetadata") {
+            for (k, v) in meta {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                out.insert(k.clone(), v);
+            }
+        }
+        out
+    }
+
+    /// The app containers: every regular container but `istio-proxy`.
+    pub fn app_containers(&self) -> Vec<&str> {
+        self.containers
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str))
+            .filter(|n| *n != names::CONTAINER_PROXY)
+            .collect()
+    }
+
+    fn proxy_image(&self) -> String {
+        match self.ann(names::PROXY_IMAGE) {
+            Some(image) if image.contains('/') => image.to_owned(),
+            Some(name) => with_name(&self.cfg.proxy.image, name),
+            None => self.cfg.proxy.image.clone(),
+        }
+    }
+
+    fn init_image(&self) -> String {
+        if let Some(image) = self.ann(names::PROXY_INIT_IMAGE) {
+            return image.to_owned();
+        }
+        match self.ann(names::PROXY_IMAGE) {
+            Some(image) if image.contains('/') => image.to_owned(),
+            _ => self.cfg.proxy_init.image.clone(),
+        }
+    }
+
+    fn uid(&self) -> String {
+        self.proxy_uid.map_or_else(|| ports::PROXY_UID.to_string(), |u| u.to_string())
+    }
+
+    fn gid(&self) -> String {
+        self.proxy_gid.map_or_else(|| ports::PROXY_GID.to_string(), |g| g.to_string())
+    }
+
+    fn resources(&self) -> Value {
+        let requests: Vec<(&str, &str)> = [("cpu", names::PROXY_CPU), ("memory", names::PROXY_MEMORY)]
+            .into_iter()
+            .filter_map(|(k, a)| self.ann(a).map(|v| (k, v)))
+            .collect();
+        let limits: Vec<(&str, &str)> = [("cpu", names::PROXY_CPU_LIMIT), ("memory", names::PROXY_MEMORY_LIMIT)]
+            .into_iter()
+            .filter_map(|(k, a)| self.ann(a).map(|v| (k, v)))
+            .collect();
+        let quantities = |list: Vec<(&str, &str)>| -> Value {
+            Value::Object(list.into_iter().map(|(k, v)| (k.to_owned(), Value::String(canonical(v)))).collect())
+        };
+        let mut out = Map::new();
+        if !requests.is_empty() || !limits.is_empty() {
+            if !requests.is_empty() {
+                out.insert("requests".into(), quantities(requests));
+            }
+            if !limits.is_empty() {
+                out.insert("limits".into(), quantities(limits));
+            }
+        } else {
+            let res = &self.cfg.proxy.resources;
+            let map = |m: &BTreeMap<String, String>| -> Value {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::String(canonical(v)))).collect())
+            };
+            if !res.limits.is_empty() {
+                out.insert("limits".into(), map(&res.limits));
+            }
+            if !res.requests.is_empty() {
+                out.insert("requests".into(), map(&res.requests));
+            }
+        }
+        Value::Object(out)
+    }
+
+    fn exclude_inbound_ports(&self) -> String {
+        exclude_inbound_port(
+            &self.status_port(),
+            &self.annotation(names::EXCLUDE_INBOUND_PORTS, &self.cfg.exclude_inbound_ports),
+        )
+    }
+
+    fn include_outbound_ports(&self) -> Option<String> {
+        (self.ann(names::INCLUDE_OUTBOUND_PORTS).is_some() || !self.cfg.include_outbound_ports.is_empty())
+            .then(|| self.annotation(names::INCLUDE_OUTBOUND_PORTS, &self.cfg.include_outbound_ports))
+    }
+
+    fn exclude_outbound_ports(&self) -> Option<String> {
+        (self.ann(names::EXCLUDE_OUTBOUND_PORTS).is_some() || !self.cfg.exclude_outbound_ports.is_empty())
+            .then(|| self.annotation(names::EXCLUDE_OUTBOUND_PORTS, &self.cfg.exclude_outbound_ports))
+    }
+
+    fn virtual_interfaces(&self) -> Option<String> {
+        self.ann(names::REROUTE_VIRTUAL_INTERFACES).or_else(|| self.ann(names::KUBEVIRT_INTERFACES)).map(str::to_owned)
+    }
+
+    fn agent_log_level(&self) -> String {
+        self.annotation(names::AGENT_LOG_LEVEL, &self.cfg.log_level)
+    }
+
+    /// The `istio-iptables` arguments, rendered with [`CaptureConfig`].
+    fn init_args(&self) -> Vec<Value> {
+        let cfg = self.cfg;
+        let lenient_ports = |v: &str| v.parse::<PortList>().unwrap_or(PortList::List(Vec::new()));
+        let lenient_cidrs = |v: &str| v.parse::<CidrList>().unwrap_or(CidrList::List(Vec::new()));
+        let mode = self.interception_mode();
+        let uid: Option<u32> = if self.tproxy() { Some(ports::PROXY_UID) } else { self.uid().parse().ok() };
+        let mut exclude = PortList::List(ports::DEFAULT_EXCLUDED_INBOUND.to_vec());
+        if let (PortList::List(list), PortList::List(more)) =
+            (&mut exclude, lenient_ports(&self.exclude_inbound_ports()))
+        {
+            list.extend(more);
+        }
+        let capture = CaptureConfig {
+            proxy_port: Some(ports::OUTBOUND_CAPTURE),
+            inbound_capture_port: Some(ports::INBOUND_CAPTURE),
+            proxy_uid: uid.map(|u| vec![u]),
+            interception_mode: mode.parse::<InterceptionMode>().ok(),
+            outbound_ip_ranges_include: Some(lenient_cidrs(
+                &self.annotation(names::INCLUDE_OUTBOUND_IP_RANGES, &cfg.include_ip_ranges),
+            )),
+            outbound_ip_ranges_exclude: Some(lenient_cidrs(
+                &self.annotation(names::EXCLUDE_OUTBOUND_IP_RANGES, &cfg.exclude_ip_ranges),
+            )),
+            inbound_ports_include: Some(lenient_ports(
+                &self.annotation(names::INCLUDE_INBOUND_PORTS, &cfg.include_inbound_ports),
+            )),
+            inbound_ports_exclude: Some(exclude),
+            outbound_ports_include: self.include_outbound_ports().map(|v| lenient_ports(&v)),
+            outbound_ports_exclude: self.exclude_outbound_ports().map(|v| lenient_ports(&v)),
+            kube_virt_interfaces: self.virtual_interfaces().map(|v| split_list(&v)),
+            exclude_interfaces: self.ann(names::EXCLUDE_INTERFACES).map(split_list),
+            log_output_level: Some(self.agent_log_level()),
+            log_as_json: cfg.log_as_json,
+            ..CaptureConfig::default()
+        };
+        let mut args = vec!["istio-iptables".to_owned()];
+        args.extend(capture.to_args());
+        // Istio writes these switches in its own order, after the log flags.
+        let switch = |set: fn(&mut CaptureConfig)| {
+            let mut only = CaptureConfig::default();
+            set(&mut only);
+            only.to_args()
+        };
+        if cfg.cni.enabled {
+            args.extend(switch(|c| c.run_validation = true));
+            args.extend(switch(|c| c.skip_rule_apply = true));
+        } else if cfg.proxy_init.force_apply_iptables {
+            args.extend(switch(|c| c.force_apply = true));
+        }
+        if cfg.native_nftables {
+            args.extend(switch(|c| c.native_nftables = true));
+        }
+        args.into_iter().map(Value::String).collect()
+    }
+
+    fn metadata_env(&self) -> Vec<Value> {
+        self.proxy_metadata().into_iter().map(|(k, v)| json!({"name": k, "value": v})).collect()
+    }
+
+    fn init_container(&self) -> Value {
+        let cfg = self.cfg;
+        let cni = cfg.cni.enabled;
+        let mut c = Map::new();
+        let name = if cni { names::CONTAINER_VALIDATION } else { names::CONTAINER_INIT };
+        c.insert("name".into(), json!(name));
+        c.insert("image".into(), json!(self.init_image()));
+        c.insert("args".into(), Value::Array(self.init_args()));
+        if !cfg.image_pull_policy.is_empty() {
+            c.insert("imagePullPolicy".into(), json!(cfg.image_pull_policy));
+        }
+        let env = self.metadata_env();
+        if !env.is_empty() {
+            c.insert("env".into(), Value::Array(env));
+        }
+        c.insert("resources".into(), self.resources());
+        let privileged = cfg.proxy.privileged;
+        let mut sc = Map::new();
+        sc.insert("allowPrivilegeEscalation".into(), json!(privileged));
+        sc.insert("privileged".into(), json!(privileged));
+        if cni {
+            sc.insert("capabilities".into(), json!({"drop": ["ALL"]}));
+            let (uid, gid) = if self.tproxy() { ("1337".into(), "1337".into()) } else { (self.uid(), self.gid()) };
+            sc.insert("readOnlyRootFilesystem".into(), json!(true));
+            sc.insert("runAsGroup".into(), number(&gid));
+            sc.insert("runAsUser".into(), number(&uid));
+            sc.insert("runAsNonRoot".into(), json!(true));
+        } else {
+            sc.insert("capabilities".into(), json!({"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}));
+            sc.insert("readOnlyRootFilesystem".into(), json!(false));
+            sc.insert("runAsGroup".into(), json!(0));
+            sc.insert("runAsNonRoot".into(), json!(false));
+            sc.insert("runAsUser".into(), json!(0));
+        }
+        c.insert("securityContext".into(), Value::Object(sc));
+        Value::Object(c)
+    }
+
+    fn pod_ports(&self) -> String {
+        let mut out = String::from("[");
+        let mut first = true;
+        for port in self.containers.iter().filter_map(|c| c.get("ports").and_then(Value::as_array)).flatten() {
+            let Some(port) = port.as_object() else { continue };
+            let mut p = Map::new();
+            for key in ["name", "hostPort", "containerPort", "protocol", "hostIP"] {
+                match port.get(key) {
+                    Some(Value::String(s)) if s.is_empty() => {}
+                    Some(Value::Number(n)) if n.as_i64() == Some(0) && key != "containerPort" => {}
+                    Some(v) if !v.is_null() => {
+                        p.insert(key.into(), v.clone());
+                    }
+                    _ if key == "containerPort" => {
+                        p.insert(key.into(), json!(0));
+                    }
+                    _ => {}
+                }
+            }
+            out.push_str("\n    ");
+            if !first {
+                out.push(',');
+            }
+            out.push_str(&Value::Object(p).to_string());
+            first = false;
+        }
+        out.push_str("\n]");
+        out
+    }
+
+    fn proxy_env(&self, cluster_id: &str, network: &str) -> Vec<Value> {
+        let cfg = self.cfg;
+        let field = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}});
+        let resource = |name: &str, res: &str| json!({"name": name, "valueFrom": {"resourceFieldRef": {"resource": res, "divisor": "1"}}});
+        let value = |name: &str, v: &str| json!({"name": name, "value": v});
+        let ca_addr = if cfg.ca_address.is_empty() {
+            let rev = if cfg.revision.is_empty() { String::new() } else { format!("-{}", cfg.revision) };
+            format!("istiod{rev}.{}.svc:15012", cfg.istio_namespace)
+        } else {
+            cfg.ca_address.clone()
+        };
+        let mut env = vec![
+            value("PILOT_CERT_PROVIDER", &cfg.pilot_cert_provider),
+            value("CA_ADDR", &ca_addr),
+            field("POD_NAME", "metadata.name"),
+            field("POD_NAMESPACE", "metadata.namespace"),
+            field("INSTANCE_IP", "status.podIP"),
+            field("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+            field("HOST_IP", "status.hostIP"),
+            resource("ISTIO_CPU_LIMIT", "limits.cpu"),
+            value("PROXY_CONFIG", &format!("{}\n", Value::Object(self.proxy_config.clone()))),
+            value("ISTIO_META_POD_PORTS", &self.pod_ports()),
+            value("ISTIO_META_APP_CONTAINERS", &self.app_containers().join(",")),
+            resource("GOMEMLIMIT", "limits.memory"),
+            value("ISTIO_META_CLUSTER_ID", if cluster_id.is_empty() { "Kubernetes" } else { cluster_id }),
+            field("ISTIO_META_NODE_NAME", "spec.nodeName"),
+            value("ISTIO_META_INTERCEPTION_MODE", &self.interception_mode()),
+        ];
+        if !network.is_empty() {
+            env.push(value("ISTIO_META_NETWORK", network));
+        }
+        let workload_name = self.label(super::annotations::WORKLOAD_NAME).unwrap_or(&self.workload.name);
+        if !workload_name.is_empty() {
+            env.push(value("ISTIO_META_WORKLOAD_NAME", workload_name));
+        }
+        if let Some(owner) = self.workload.owner_uri() {
+            env.push(value("ISTIO_META_OWNER", &owner));
+        }
+        if self.ann(BOOTSTRAP_OVERRIDE).is_some() {
+            env.push(value("ISTIO_BOOTSTRAP_OVERRIDE", "/etc/istio/custom-bootstrap/custom_bootstrap.json"));
+        }
+        if !cfg.mesh_id.is_empty() {
+            env.push(value("ISTIO_META_MESH_ID", &cfg.mesh_id));
+        } else if !cfg.trust_domain.is_empty() {
+            env.push(value("ISTIO_META_MESH_ID", &cfg.trust_domain));
+        }
+        if !cfg.trust_domain.is_empty() {
+            env.push(value("TRUST_DOMAIN", &cfg.trust_domain));
+        }
+        env.extend(self.metadata_env());
+        env
+    }
+
+    fn proxy_container(&self, cluster_id: &str, network: &str) -> Value {
+        let cfg = self.cfg;
+        let status_port = self.status_port();
+        let mut c = Map::new();
+        c.insert("name".into(), json!(names::CONTAINER_PROXY));
+        c.insert("image".into(), json!(self.proxy_image()));
+        if self.native {
+            c.insert("restartPolicy".into(), json!("Always"));
+        }
+        c.insert(
+            "ports".into(),
+            json!([{"containerPort": ports::ENVOY_PROMETHEUS, "protocol": "TCP", "name": "http-envoy-prom"}]),
+        );
+        let mut args = vec![
+            json!("proxy"),
+            json!("sidecar"),
+            json!("--domain"),
+            json!(format!("$(POD_NAMESPACE).svc.{}", cfg.cluster_domain)),
+            json!(format!("--proxyLogLevel={}", self.annotation(names::LOG_LEVEL, &cfg.proxy.log_level))),
+            json!(format!(
+                "--proxyComponentLogLevel={}",
+                self.annotation(names::COMPONENT_LOG_LEVEL, &cfg.proxy.component_log_level)
+            )),
+            json!(format!("--log_output_level={}", self.agent_log_level())),
+        ];
+        if cfg.log_as_json {
+            args.push(json!("--log_as_json"));
+        }
+        c.insert("args".into(), Value::Array(args));
+        if self.hold_application() {
+            c.insert("lifecycle".into(), json!({"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}}));
+        } else if self.native {
+            c.insert(
+                "lifecycle".into(),
+                json!({"preStop": {"exec": {"command":
+                    ["pilot-agent", "request", format!("--debug-port={status_port}"), "POST", "drain"]}}}),
+            );
+        }
+        c.insert("env".into(), Value::Array(self.proxy_env(cluster_id, network)));
+        if !cfg.image_pull_policy.is_empty() {
+            c.insert("imagePullPolicy".into(), json!(cfg.image_pull_policy));
+        }
+        if status_port != "0" {
+            let ready = json!({"path": "/healthz/ready", "port": ports::HEALTH});
+            if cfg.proxy.startup_probe.enabled {
+                let mut probe = Map::new();
+                probe.insert("httpGet".into(), ready.clone());
+                probe.insert("periodSeconds".into(), json!(1));
+                probe.insert("timeoutSeconds".into(), json!(3));
+                insert_nonzero(&mut probe, "failureThreshold", &cfg.proxy.startup_probe.failure_threshold.to_string());
+                c.insert("startupProbe".into(), Value::Object(probe));
+            }
+            let mut probe = Map::new();
+            probe.insert("httpGet".into(), ready);
+            let p = &cfg.proxy;
+            insert_nonzero(
+                &mut probe,
+                "initialDelaySeconds",
+                &self.annotation(names::READINESS_INITIAL_DELAY, &p.readiness_initial_delay_seconds.to_string()),
+            );
+            insert_nonzero(
+                &mut probe,
+                "periodSeconds",
+                &self.annotation(names::READINESS_PERIOD, &p.readiness_period_seconds.to_string()),
+            );
+            probe.insert("timeoutSeconds".into(), json!(3));
+            insert_nonzero(
+                &mut probe,
+                "failureThreshold",
+                &self.annotation(names::READINESS_FAILURE_THRESHOLD, &p.readiness_failure_threshold.to_string()),
+            );
+            c.insert("readinessProbe".into(), Value::Object(probe));
+        }
+        c.insert("securityContext".into(), self.proxy_security_context());
+        c.insert("resources".into(), self.resources());
+        c.insert("volumeMounts".into(), Value::Array(self.volume_mounts()));
+        Value::Object(c)
+    }
+
+    fn proxy_security_context(&self) -> Value {
+        let privileged = self.cfg.proxy.privileged;
+        if self.proxy_metadata().get("IPTABLES_TRACE_LOGGING").map(String::as_str) == Some("true") {
+            return json!({
+                "allowPrivilegeEscalation": true,
+                "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+                "privileged": true,
+                "readOnlyRootFilesystem": true,
+                "runAsGroup": number(&self.gid()),
+                "runAsNonRoot": false,
+                "runAsUser": 0,
+            });
+        }
+        let (tproxy, bind) = (self.tproxy(), self.cap_net_bind_service());
+        let mut sc = Map::new();
+        sc.insert("allowPrivilegeEscalation".into(), json!(privileged));
+        let mut caps = Map::new();
+        if tproxy || bind {
+            let mut add = Vec::new();
+            if tproxy {
+                add.push(json!("NET_ADMIN"));
+            }
+            if bind {
+                add.push(json!("NET_BIND_SERVICE"));
+            }
+            caps.insert("add".into(), Value::Array(add));
+        }
+        caps.insert("drop".into(), json!(["ALL"]));
+        sc.insert("capabilities".into(), Value::Object(caps));
+        sc.insert("privileged".into(), json!(privileged));
+        sc.insert("readOnlyRootFilesystem".into(), json!(true));
+        if tproxy || bind {
+            sc.insert("runAsNonRoot".into(), json!(false));
+            sc.insert("runAsUser".into(), json!(0));
+            sc.insert("runAsGroup".into(), json!(ports::PROXY_GID));
+        } else {
+            sc.insert("runAsNonRoot".into(), json!(true));
+            sc.insert("runAsUser".into(), number(&self.uid()));
+            sc.insert("runAsGroup".into(), number(&self.gid()));
+        }
+        Value::Object(sc)
+    }
+
+    fn volume_mounts(&self) -> Vec<Value> {
+        let m = |name: &str, path: &str| json!({"name": name, "mountPath": path});
+        let mut out = vec![
+            m("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
+            m("credential-socket", "/var/run/secrets/credential-uds"),
+            m("workload-certs", "/var/run/secrets/workload-spiffe-credentials"),
+        ];
+        if self.cfg.pilot_cert_provider == "istiod" {
+            out.push(m("istiod-ca-cert", "/var/run/secrets/istio"));
+            out.push(m("istio-ca-crl", "/var/run/secrets/istio/crl"));
+        }
+        out.push(m("istio-data", "/var/lib/istio/data"));
+        if self.ann(BOOTSTRAP_OVERRIDE).is_some() {
+            out.push(m("custom-bootstrap-volume", "/etc/istio/custom-bootstrap"));
+        }
+        out.push(m("istio-envoy", "/etc/istio/proxy"));
+        out.push(m("istio-token", "/var/run/secrets/tokens"));
+        out.push(m("istio-podinfo", "/etc/istio/pod"));
+        out.extend(named_entries(self.ann(USER_VOLUME_MOUNT)));
+        out
+    }
+
+    fn volumes(&self) -> Vec<Value> {
+        let cfg = self.cfg;
+        let mut out = vec![
+            json!({"name": "workload-socket"}),
+            json!({"name": "credential-socket"}),
+            json!({"name": "workload-certs"}),
+        ];
+        if let Some(cm) = self.ann(BOOTSTRAP_OVERRIDE) {
+            out.push(json!({"name": "custom-bootstrap-volume", "configMap": {"name": cm}}));
+        }
+        out.push(json!({"name": "istio-envoy", "emptyDir": {"medium": "Memory"}}));
+        out.push(json!({"name": "istio-data", "emptyDir": {}}));
+        out.push(json!({"name": "istio-podinfo", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
+        ]}}));
+        out.push(json!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
+            "path": "istio-token", "expirationSeconds": 43200, "audience": cfg.sds_token_audience}}]}}));
+        if cfg.pilot_cert_provider == "istiod" {
+            let name = if cfg.trust_bundle_name.is_empty() { "istio-ca-root-cert" } else { &cfg.trust_bundle_name };
+            out.push(json!({"name": "istiod-ca-cert", "configMap": {"name": name}}));
+        }
+        out.push(json!({"name": "istio-ca-crl", "configMap": {"name": "istio-ca-crl", "optional": true}}));
+        out.extend(named_entries(self.ann(USER_VOLUME)));
+        out
+    }
+
+    fn labels_out(&self) -> Vec<(String, String)> {
+        let tls = self.label(names::LABEL_TLS_MODE).unwrap_or("istio");
+        let name = self
+            .label(names::LABEL_CANONICAL_NAME)
+            .or_else(|| self.label("app.kubernetes.io/name"))
+            .or_else(|| self.label("app"))
+            .unwrap_or(&self.workload.name);
+        let name: String = name.chars().take(63).collect();
+        let name = name.trim_matches(|c| c == '-' || c == '_' || c == '.');
+        let revision = self
+            .label(names::LABEL_CANONICAL_REVISION)
+            .or_else(|| self.label("app.kubernetes.io/version"))
+            .or_else(|| self.label("version"))
+            .unwrap_or("latest");
+        vec![
+            (names::LABEL_TLS_MODE.into(), tls.into()),
+            (names::LABEL_CANONICAL_NAME.into(), name.into()),
+            (names::LABEL_CANONICAL_REVISION.into(), revision.into()),
+        ]
+    }
+
+    fn annotations_out(&self) -> Vec<(String, String)> {
+        let cfg = self.cfg;
+        let rev = if cfg.revision.is_empty() { "default" } else { &cfg.revision };
+        let mut out = vec![(names::ISTIO_REV.to_owned(), rev.to_owned())];
+        if let Some(first) = self.app_containers().first() {
+            for key in [names::DEFAULT_LOGS_CONTAINER, names::DEFAULT_CONTAINER] {
+                if self.ann(key).is_none() {
+                    out.push((key.into(), (*first).into()));
+                }
+            }
+        }
+        if cfg.cni.enabled {
+            if cfg.cni.provider == "multus" {
+                let networks = append_multus_network(self.ann("k8s.v1.cni.cncf.io/networks").unwrap_or(""));
+                out.push(("k8s.v1.cni.cncf.io/networks".into(), networks));
+            }
+            out.push((names::INTERCEPTION_MODE.into(), self.interception_mode()));
+            for (key, default) in [
+                (names::INCLUDE_OUTBOUND_IP_RANGES, &cfg.include_ip_ranges),
+                (names::EXCLUDE_OUTBOUND_IP_RANGES, &cfg.exclude_ip_ranges),
+            ] {
+                let v = self.annotation(key, default);
+                if !v.is_empty() {
+                    out.push((key.into(), v));
+                }
+            }
+            out.push((
+                names::INCLUDE_INBOUND_PORTS.into(),
+                self.annotation(names::INCLUDE_INBOUND_PORTS, &cfg.include_inbound_ports),
+            ));
+            out.push((names::EXCLUDE_INBOUND_PORTS.into(), self.exclude_inbound_ports()));
+            if let Some(v) = self.include_outbound_ports() {
+                out.push((names::INCLUDE_OUTBOUND_PORTS.into(), v));
+            }
+            if self.ann(names::EXCLUDE_OUTBOUND_PORTS).is_some() || !cfg.exclude_outbound_ports.is_empty() {
+                out.push((
+                    names::EXCLUDE_OUTBOUND_PORTS.into(),
+                    self.annotation(names::EXCLUDE_OUTBOUND_PORTS, &cfg.exclude_outbound_ports),
+                ));
+            }
+            for key in [names::KUBEVIRT_INTERFACES, names::REROUTE_VIRTUAL_INTERFACES, names::EXCLUDE_INTERFACES] {
+                if let Some(v) = self.ann(key).filter(|v| !v.is_empty()) {
+                    out.push((key.into(), v.into()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Renders the template for this pod.
+    pub fn render(&self, cluster_id: &str, network: &str) -> Rendered {
+        let mode = self.interception_mode();
+        let mut init_containers = Vec::new();
+        let mut containers = Vec::new();
+        if mode != "NONE" {
+            init_containers.push(self.init_container());
+        }
+        let proxy = self.proxy_container(cluster_id, network);
+        if self.native {
+            init_containers.push(proxy);
+        } else {
+            containers.push(proxy);
+        }
+        Rendered {
+            labels: self.labels_out(),
+            annotations: self.annotations_out(),
+            init_containers,
+            containers,
+            volumes: self.volumes(),
+            image_pull_secrets: self.cfg.image_pull_secrets.clone(),
+        }
+    }
+}
+
+/// Istio's `excludeInboundPort`: adds the status port to the excluded ports unless it is 0 or listed.
+fn exclude_inbound_port(port: &str, excluded: &str) -> String {
+    let port = port.trim();
+    if port.is_empty() || port == "0" {
+        return excluded.to_owned();
+    }
+    let mut out = Vec::new();
+    for p in excluded.split(',') {
+        if p == port {
+            return excluded.to_owned();
+        }
+        let p = p.trim();
+        if !p.is_empty() {
+            out.push(p);
+        }
+    }
+    out.push(port);
+    out.join(",")
+}
+
+/// Istio's `appendMultusNetwork`: adds `default/istio-cni` to a Multus networks annotation.
+fn append_multus_network(existing: &str) -> String {
+    const NET: &str = "default/istio-cni";
+    let existing = existing.trim();
+    if existing.is_empty() {
+        return NET.into();
+    }
+    if existing.starts_with('[') {
+        if let Ok(Value::Array(mut list)) = serde_json::from_str::<Value>(existing) {
+            if !list.iter().any(|n| n.get("name").and_then(Value::as_str) == Some("istio-cni")) {
+                list.push(json!({"name": "istio-cni", "namespace": "default"}));
+            }
+            return Value::Array(list).to_string();
+        }
+        return existing.into();
+    }
+    if existing.split(',').any(|n| n.trim() == NET || n.trim() == "istio-cni") {
+        return existing.into();
+    }
+    format!("{existing}, {NET}")
+}
+
+/// A proxy image with its repository name replaced, keeping registry and tag (`hub/<name>:tag`).
+fn with_name(image: &str, name: &str) -> String {
+    let (hub, last) = image.rsplit_once('/').unwrap_or(("", image));
+    let tag = last.split_once(':').map(|(_, t)| t);
+    let mut out = String::new();
+    if !hub.is_empty() {
+        out.push_str(hub);
+        out.push('/');
+    }
+    out.push_str(name);
+    if let Some(tag) = tag {
+        out.push(':');
+        out.push_str(tag);
+    }
+    out
+}
+
+/// The entries of a JSON map annotation as `{"name": key, ...value}`, sorted by name.
+fn named_entries(annotation: Option<&str>) -> Vec<Value> {
+    let Some(map) = annotation.and_then(|a| serde_json::from_str::<BTreeMap<String, Value>>(a).ok()) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .map(|(name, value)| {
+            let mut out = Map::new();
+            out.insert("name".into(), Value::String(name));
+            if let Value::Object(fields) = value {
+                out.extend(fields.into_iter().filter(|(k, _)| k != "name"));
+            }
+            Value::Object(out)
+        })
+        .collect()
+}
+
+/// A number when the text is one, else the text (for values the template writes unquoted).
+fn number(text: &str) -> Value {
+    text.trim().parse::<i64>().map_or_else(|_| json!(text), |n| json!(n))
+}
+
+/// Inserts an integer field unless it is zero (Kubernetes leaves zero probe fields out).
+fn insert_nonzero(map: &mut Map<String, Value>, key: &str, text: &str) {
+    match text.trim().parse::<i64>() {
+        Ok(0) => {}
+        Ok(n) => {
+            map.insert(key.into(), json!(n));
+        }
+        Err(_) => {
+            map.insert(key.into(), json!(text));
+        }
+    }
+}
+
+/// The canonical form of a quantity that was validated before.
+fn canonical(text: &str) -> String {
+    quantity::canonical(text).unwrap_or_else(|_| text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclude_inbound_port_appends_status_port_once() {
+        assert_eq!(exclude_inbound_port("15020", ""), "15020");
+        assert_eq!(exclude_inbound_port("15020", "4,5,6"), "4,5,6,15020");
+        assert_eq!(exclude_inbound_port("0", "4,5,6"), "4,5,6");
+        assert_eq!(exclude_inbound_port("5", "4,5,6"), "4,5,6");
+    }
+
+    #[test]
+    fn multus_network_is_appended_once() {
+        assert_eq!(append_multus_network(""), "default/istio-cni");
+        assert_eq!(append_multus_network("a/b"), "a/b, default/istio-cni");
+        assert_eq!(append_multus_network("a/b, default/istio-cni"), "a/b, default/istio-cni");
+    }
+
+    #[test]
+    fn proxy_image_name_override_keeps_hub_and_tag() {
+        assert_eq!(
+            with_name("docker.io/istio/proxyv2:1.28.0", "proxyv2-debug"),
+            "docker.io/istio/proxyv2-debug:1.28.0"
+        );
+        assert_eq!(with_name("proxyv2", "other"), "other");
+    }
+}
