@@ -1,6 +1,7 @@
 //! mesh-tests: the integration harness. Real Envoy processes, the tools that `tests/run` installs,
 //! and the shared conformance data. Tests that need a tool fail with an install hint; they never skip.
 
+pub mod apiserver;
 pub mod envoy;
 pub mod sidecar;
 pub mod tools;
