@@ -419,14 +419,22 @@ fn nft_difference(runner: &dyn Runner, set: &RuleSet, existing: &[Table]) -> Res
         let names = |ts: &[Table]| ts.iter().map(|t| t.nft_name()).collect::<Vec<_>>().join(" ");
         return Ok(Some(format!("tables are [{}], expected [{}]", names(existing), names(&wanted))));
     }
-    let mut input = nft::transaction_named(set, scratch_name, false);
+    let create = nft::transaction_named(set, scratch_name, false);
+    run_checked(runner, &Cmd::new("nft", &["-f", "-"]).with_stdin(create))?;
+    let mut canonical = String::new();
+    let mut listed = Ok(());
     for t in &wanted {
-        input.push_str(&format!("list table inet {}\n", scratch_name(*t)));
+        match run_checked(runner, &Cmd::new("nft", &["-s", "list", "table", "inet", scratch_name(*t)])) {
+            Ok(out) => canonical.push_str(&out.stdout),
+            Err(e) => {
+                listed = Err(e);
+                break;
+            }
+        }
     }
-    for t in &wanted {
-        input.push_str(&format!("delete table inet {}\n", scratch_name(*t)));
-    }
-    let canonical = run_checked(runner, &Cmd::new("nft", &["-s", "-f", "-"]).with_stdin(input))?;
+    let delete: String = wanted.iter().map(|t| format!("delete table inet {}\n", scratch_name(*t))).collect();
+    run_checked(runner, &Cmd::new("nft", &["-f", "-"]).with_stdin(delete))?;
+    listed?;
     let mut live = String::new();
     for t in &wanted {
         let out = run_checked(runner, &Cmd::new("nft", &["-s", "list", "table", "inet", t.nft_name()]))?;
@@ -444,7 +452,7 @@ fn nft_difference(runner: &dyn Runner, set: &RuleSet, existing: &[Table]) -> Res
             })
             .collect()
     };
-    let want = normalize(&canonical.stdout, scratch_name);
+    let want = normalize(&canonical, scratch_name);
     let have = normalize(&live, Table::nft_name);
     if want == have {
         return Ok(None);

@@ -44,8 +44,9 @@ pub fn cleanup(runner: &dyn Runner, mark: u32, table: u32) -> Result<(), ApplyEr
             }
             run_checked(runner, &Cmd::new("ip", &[flag(family), "rule", "del", "fwmark", &m, "lookup", &t]))?;
         }
-        let routes = run_checked(runner, &Cmd::new("ip", &[flag(family), "route", "show", "table", &t]))?;
-        if !routes.stdout.trim().is_empty() {
+        // `route show` fails when the table was never created: nothing to flush then.
+        let routes = runner.run(&Cmd::new("ip", &[flag(family), "route", "show", "table", &t]));
+        if routes.is_ok_and(|r| r.success() && !r.stdout.trim().is_empty()) {
             run_checked(runner, &Cmd::new("ip", &[flag(family), "route", "flush", "table", &t]))?;
         }
     }

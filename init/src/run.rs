@@ -145,6 +145,7 @@ fn init_logging(cfg: &CaptureConfig) {
         "none" => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_max_level(level);
     let _ = if cfg.log_as_json { builder.json().try_init() } else { builder.try_init() };
 }

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod envoy;
+pub mod netns;
 pub mod sidecar;
 pub mod tools;
 pub mod xds;
