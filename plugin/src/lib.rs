@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod config_dump;
+pub mod explain;
 
 pub use cli::{Cli, run};

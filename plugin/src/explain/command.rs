@@ -1,0 +1,109 @@
+//! The `explain` subcommand: flags, fetching (file or cluster), exit codes.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{Format, Input, Request, explain, pod, pod_capture, render_report};
+use crate::cli::{EXIT_OK, EXIT_PROBLEM};
+use crate::config_dump::ConfigDump;
+
+/// How to reach the sidecar's admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdminVia {
+    /// A port-forward to the pod's admin port.
+    PortForward,
+    /// The API server's pod proxy (`pods/NAME:PORT/proxy`).
+    Proxy,
+}
+
+/// `kubectl mesh explain`: Envoy's routing decision, step by step, with the object behind each step.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Examples:\n  kubectl mesh explain pod/foo -n foo-namespace\n  kubectl mesh explain pod/foo --to bar-service.bar-namespace:50002/ -H 'x-user: alice'\n  kubectl mesh explain --file config_dump.json --to reviews.default:9080/api"
+)]
+pub struct ExplainArgs {
+    /// The pod, as `pod/NAME` or `NAME` (or use --file).
+    #[arg(value_name = "pod/NAME", conflicts_with = "file", required_unless_present = "file")]
+    pub pod: Option<String>,
+    /// The pod's namespace (default: the kubeconfig's).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Read Envoy's /config_dump from a file (JSON, or YAML as `yq -P` prints it) instead of a pod.
+    #[arg(short, long, value_name = "CONFIG_DUMP")]
+    pub file: Option<PathBuf>,
+    /// With --file: the pod (JSON or YAML) whose istio-init arguments give the capture settings.
+    #[arg(long, value_name = "POD_FILE", requires = "file")]
+    pub pod_file: Option<PathBuf>,
+    /// Trace one request: HOST[:PORT][/PATH], HOST a Service name or an IP.
+    #[arg(long, value_name = "HOST[:PORT][/PATH]")]
+    pub to: Option<String>,
+    /// A request header, 'name: value' (repeatable; `host:` sets the authority).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", requires = "to")]
+    pub headers: Vec<String>,
+    /// The request method.
+    #[arg(long, requires = "to")]
+    pub method: Option<String>,
+    /// Trace a TLS connection with this SNI (the application originates TLS).
+    #[arg(long, requires = "to")]
+    pub sni: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// How to reach the sidecar's admin API.
+    #[arg(long, value_enum, default_value_t = AdminVia::PortForward)]
+    pub admin_via: AdminVia,
+    /// The sidecar's admin port.
+    #[arg(long, default_value_t = mesh_core::ports::ENVOY_ADMIN)]
+    pub admin_port: u16,
+    /// Timeout for each call to the API server or the sidecar, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub timeout: u64,
+}
+
+/// Runs `explain`, writing to `out`. Exit code 0: explained, nothing wrong; 2: the request would
+/// fail (no listener, no route, unknown cluster, no endpoints...) or Envoy reports rejected or warming
+/// resources or referenced objects are gone.
+pub fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
+    let request = match &args.to {
+        Some(to) => Some(Request::parse(to, &args.headers, args.method.as_deref(), args.sni.as_deref())?),
+        None => None,
+    };
+    let report = match &args.file {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading config dump {}", path.display()))?;
+            let dump = ConfigDump::parse(&bytes).with_context(|| format!("reading config dump {}", path.display()))?;
+            drop(bytes);
+            let capture = match &args.pod_file {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).with_context(|| format!("reading pod {}", p.display()))?;
+                    let pod: serde_json::Value = if text.trim_start().starts_with('{') {
+                        serde_json::from_str(&text).with_context(|| format!("pod {} is not valid JSON", p.display()))?
+                    } else {
+                        serde_saphyr::from_str(&text)
+                            .map_err(|e| anyhow::anyhow!("pod {} is not valid YAML: {e}", p.display()))?
+                    };
+                    pod_capture(&pod)?
+                }
+                None => None,
+            };
+            let source = format!("file {}", path.display());
+            explain(&dump, Input { source, capture, request: request.as_ref(), resolution: None })
+        }
+        None => pod::explain_pod(&args, request.as_ref())?,
+    };
+    let color =
+        args.output == Format::Text && anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never;
+    out.write_all(render_report(&report, args.output, color)?.as_bytes())?;
+    Ok(if problem(&report) { EXIT_PROBLEM } else { EXIT_OK })
+}
+
+fn problem(report: &super::Report) -> bool {
+    let failed = report.trace.as_ref().is_some_and(|t| {
+        t.outcome.cluster.is_none() && t.outcome.kind != "weighted_clusters"
+            || t.outcome.status.is_some_and(|s| s >= 400)
+            || t.outcome.clusters.iter().any(|c| c.endpoints_known && c.endpoints.is_empty())
+    });
+    failed || !report.problems.is_empty() || report.objects.iter().any(|o| o.status == "missing")
+}

@@ -1,0 +1,119 @@
+//! Golden tests of `kubectl mesh explain` over real Envoy config dumps (../shared/fixtures):
+//! the whole-pod view and request traces. Regenerate with `UPDATE_GOLDEN=1`.
+
+use std::path::PathBuf;
+
+use kubectl_mesh::config_dump::ConfigDump;
+use kubectl_mesh::explain::{Format, Input, Request, explain, render_report};
+
+fn golden_dir() -> PathBuf {
+    mesh_tests::tools::repo_root().join("tests/golden/explain")
+}
+
+fn dump(name: &str) -> ConfigDump {
+    let path = mesh_tests::shared_dir().unwrap().join("fixtures/envoy-config-dumps").join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ConfigDump::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn check(golden: &str, actual: &str) {
+    let path = golden_dir().join(golden);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden_dir()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
+    if want != actual {
+        let diff: Vec<String> = want
+            .lines()
+            .zip(actual.lines())
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .take(5)
+            .map(|(i, (a, b))| format!("line {}:\n  golden: {a}\n  actual: {b}", i + 1))
+            .collect();
+        panic!(
+            "{} differs from the output ({} vs {} lines); rerun with UPDATE_GOLDEN=1 and review the diff:\n{}",
+            path.display(),
+            want.lines().count(),
+            actual.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
+
+fn whole_pod(fixture: &str) -> String {
+    let d = dump(fixture);
+    let report = explain(&d, Input { source: format!("file {fixture}"), ..Default::default() });
+    render_report(&report, Format::Text, false).unwrap()
+}
+
+fn traced(fixture: &str, to: &str, headers: &[&str]) -> kubectl_mesh::explain::Report {
+    let d = dump(fixture);
+    let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    let req = Request::parse(to, &headers, None, None).unwrap();
+    explain(&d, Input { source: format!("file {fixture}"), request: Some(&req), ..Default::default() })
+}
+
+#[test]
+fn whole_pod_views_match_goldens() {
+    for (fixture, golden) in [
+        ("bookinfo-1.5-productpage-config-dump.json", "bookinfo-productpage.txt"),
+        ("istioctl-authz-sidecar-listeners.yaml", "authz-sidecar-listeners.txt"),
+        ("istioctl-describe-http_config.json", "describe-http-config.txt"),
+        ("istioctl-compare-configdump.json", "compare-configdump.txt"),
+        ("istioctl-waypoint-config_dump.json", "waypoint.txt"),
+    ] {
+        check(golden, &whole_pod(fixture));
+    }
+}
+
+#[test]
+fn bookinfo_traces_match_goldens_and_pick_the_right_cluster() {
+    let fixture = "bookinfo-1.5-productpage-config-dump.json";
+    let cases: &[(&str, &[&str], &str, Option<&str>)] = &[
+        (
+            "reviews.default:9080/",
+            &[],
+            "trace-bookinfo-reviews.txt",
+            Some("outbound|9080||reviews.default.svc.cluster.local"),
+        ),
+        (
+            "details:9080/details/0",
+            &[],
+            "trace-bookinfo-details-short-name.txt",
+            Some("outbound|9080||details.default.svc.cluster.local"),
+        ),
+        ("www.example.com:9080/", &[], "trace-bookinfo-unknown-host.txt", Some("PassthroughCluster")),
+        (
+            "10.96.0.1:443",
+            &[],
+            "trace-bookinfo-kubernetes-tcp.txt",
+            Some("outbound|443||kubernetes.default.svc.cluster.local"),
+        ),
+    ];
+    for (to, headers, golden, want) in cases {
+        let report = traced(fixture, to, headers);
+        let t = report.trace.as_ref().unwrap();
+        assert_eq!(t.outcome.cluster.as_deref(), *want, "{to}: {:#?}", t.outcome);
+        check(golden, &render_report(&report, Format::Text, false).unwrap());
+    }
+}
+
+#[test]
+fn dump_without_listeners_says_so_in_every_format() {
+    // istioctl's describe fixture holds only routes and clusters: the trace stops at the listener.
+    let fixture = "istioctl-describe-http_config.json";
+    let report = traced(fixture, "productpage.default:9080/productpage", &[]);
+    assert_eq!(report.trace.as_ref().unwrap().outcome.kind, "no_listener");
+    let text = render_report(&report, Format::Text, false).unwrap();
+    check("trace-describe-productpage.txt", &text);
+    let json: serde_json::Value = serde_json::from_str(&render_report(&report, Format::Json, false).unwrap()).unwrap();
+    assert!(json["trace"]["steps"].as_array().unwrap().iter().any(|s| s["stage"] == "capture"));
+    // YAML is the same document.
+    let yaml: serde_json::Value =
+        serde_saphyr::from_str(&render_report(&report, Format::Yaml, false).unwrap()).unwrap();
+    assert_eq!(yaml, json);
+}
