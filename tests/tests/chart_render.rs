@@ -977,3 +977,37 @@ fn selector_evaluation_follows_the_api_server() {
     let bad = sel(serde_json::json!({"matchExpressions": [{"key": "k", "operator": "Exists", "values": ["v"]}]}));
     assert!(selects(Some(&bad), &some).is_err());
 }
+
+/// The final stage of a Dockerfile: the lines after its last `FROM`.
+fn final_stage(dockerfile: &str) -> Result<Vec<String>> {
+    let path = mesh_tests::tools::repo_root().join("images").join(dockerfile);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let lines: Vec<String> = text.lines().map(str::trim).map(str::to_string).collect();
+    let from = lines.iter().rposition(|l| l.starts_with("FROM ")).context("no FROM")?;
+    Ok(lines[from..].to_vec())
+}
+
+#[test]
+fn images_match_the_chart() {
+    let docs = documents(&render("mesh", &[]).unwrap()).unwrap();
+    let deploy: Deployment = one(&docs, "Deployment").unwrap();
+    let pod = deploy.spec.unwrap().template.spec.unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("ghcr.io/mesh-project/mesh-webhook:0.1.0"));
+    let sc = c.security_context.clone().unwrap();
+    // The webhook image runs as the user the chart's hardened securityContext expects, and is distroless.
+    let webhook = final_stage("webhook.Dockerfile").unwrap();
+    assert!(webhook[0].contains("distroless") && webhook[0].contains("nonroot"), "{}", webhook[0]);
+    let user = format!("USER {}:{}", sc.run_as_user.unwrap(), sc.run_as_group.unwrap());
+    assert!(webhook.contains(&user), "webhook.Dockerfile must say {user}");
+    assert!(webhook.contains(&r#"ENTRYPOINT ["/usr/local/bin/mesh-webhook"]"#.to_string()));
+    // The init image has both capture back ends and runs mesh-init.
+    let init = final_stage("init.Dockerfile").unwrap().join("\n");
+    for want in ["iptables", "nftables", r#"ENTRYPOINT ["/usr/local/bin/mesh-init"]"#] {
+        assert!(init.contains(want), "init.Dockerfile's final stage lacks {want}");
+    }
+    let cfg = InjectConfig::from_yaml(&rendered_config(&docs).unwrap()).unwrap();
+    assert_eq!(cfg.proxy_init.image, mesh_core::inject::DEFAULT_PROXY_INIT_IMAGE);
+    assert_eq!(cfg.proxy.image, mesh_core::inject::DEFAULT_PROXY_IMAGE);
+    assert!(cfg.proxy.image.contains("istio/proxyv2"));
+}
