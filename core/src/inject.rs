@@ -159,7 +159,11 @@ fn name_of(v: &Value) -> &str {
 }
 
 fn list(pod: &Value, path: &str) -> Vec<Value> {
-    pod.pointer(path).and_then(Value::as_array).cloned().unwrap_or_default()
+    list_ref(pod, path).to_vec()
+}
+
+fn list_ref<'a>(pod: &'a Value, path: &str) -> &'a [Value] {
+    pod.pointer(path).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
@@ -191,8 +195,8 @@ fn plan(
     let empty = Map::new();
     let orig_annotations = pod.pointer("/metadata/annotations").and_then(Value::as_object).unwrap_or(&empty);
     annotations::validate(orig_annotations)?;
-    let orig_containers = list(pod, "/spec/containers");
-    let orig_init = list(pod, "/spec/initContainers");
+    let orig_containers = list_ref(pod, "/spec/containers");
+    let orig_init = list_ref(pod, "/spec/initContainers");
 
     // A previous injection: strip what it added, keeping what the agent needs to stay idempotent.
     let prev = match orig_annotations.get(names::SIDECAR_STATUS).and_then(Value::as_str) {
@@ -202,7 +206,7 @@ fn plan(
     let owned = |name: &str| prev.as_ref().is_some_and(|s| s.owns_container(name));
     let old_proxy = orig_containers
         .iter()
-        .chain(&orig_init)
+        .chain(orig_init)
         .find(|c| name_of(c) == names::CONTAINER_PROXY && owned(names::CONTAINER_PROXY));
     let old_probers: BTreeMap<String, Value> = old_proxy
         .and_then(|p| env_value(p, ENV_PROBERS))
@@ -212,8 +216,8 @@ fn plan(
     let strip = |list: &[Value], names: Option<&Vec<String>>| -> Vec<Value> {
         list.iter().filter(|c| !names.is_some_and(|n| n.iter().any(|n| n == name_of(c)))).cloned().collect()
     };
-    let mut containers = strip(&orig_containers, prev.as_ref().map(|s| &s.containers));
-    let mut init = strip(&orig_init, prev.as_ref().map(|s| &s.init_containers));
+    let mut containers = strip(orig_containers, prev.as_ref().map(|s| &s.containers));
+    let mut init = strip(orig_init, prev.as_ref().map(|s| &s.init_containers));
     let mut annotations = orig_annotations.clone();
     let mut labels = pod.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
     let target_port = ports::AGENT_STATUS.to_string();
@@ -294,6 +298,14 @@ fn plan(
     };
     let hold = ctx.hold_application();
     let rendered = ctx.render(&cluster_id, &network);
+    let names_of = |list: &[Value]| -> Vec<String> { list.iter().map(|c| name_of(c).to_owned()).collect() };
+    let status = SidecarStatus {
+        init_containers: names_of(&rendered.init_containers),
+        containers: names_of(&rendered.containers),
+        volumes: names_of(&rendered.volumes),
+        image_pull_secrets: rendered.image_pull_secrets.clone(),
+        revision: if cfg.revision.is_empty() { "default".into() } else { cfg.revision.clone() },
+    };
 
     // Merge the template into the pod, as a strategic merge would.
     for (k, v) in &rendered.labels {
@@ -302,23 +314,23 @@ fn plan(
     for (k, v) in &rendered.annotations {
         annotations.insert(k.clone(), json!(v));
     }
-    merge::merge_list(&mut init, &rendered.init_containers, "name");
-    merge::merge_list(&mut containers, &rendered.containers, "name");
+    merge::merge_list(&mut init, rendered.init_containers, "name");
+    merge::merge_list(&mut containers, rendered.containers, "name");
     let mut volumes = list(pod, "/spec/volumes");
-    merge::merge_list(&mut volumes, &rendered.volumes, "name");
+    merge::merge_list(&mut volumes, rendered.volumes, "name");
     let mut pull_secrets = list(pod, "/spec/imagePullSecrets");
     let wanted: Vec<Value> = rendered.image_pull_secrets.iter().map(|s| json!({"name": s})).collect();
-    merge::merge_list(&mut pull_secrets, &wanted, "name");
+    merge::merge_list(&mut pull_secrets, wanted, "name");
 
     // Re-apply the user's own istio-proxy / istio-init fields on top of the template's.
     let mut overrides = Map::new();
     for (field, template_list, target, prev_names, recorded) in [
-        ("containers", &rendered.containers, &mut containers, prev.as_ref().map(|s| &s.containers), &over_containers),
-        ("initContainers", &rendered.init_containers, &mut init, prev.as_ref().map(|s| &s.init_containers), &over_init),
+        ("containers", &status.containers, &mut containers, prev.as_ref().map(|s| &s.containers), &over_containers),
+        ("initContainers", &status.init_containers, &mut init, prev.as_ref().map(|s| &s.init_containers), &over_init),
     ] {
         let mut applied = Vec::new();
-        for tc in template_list {
-            let name = name_of(tc);
+        for name in template_list {
+            let name = name.as_str();
             // On re-injection the pod's own istio-proxy is the previous injection's: only the recorded
             // overrides apply again (so that injecting twice equals injecting once).
             let reinjected = prev_names.is_some_and(|n| n.iter().any(|n| n == name));
@@ -412,13 +424,6 @@ fn plan(
     if !network.is_empty() {
         labels.insert(annotations::TOPOLOGY_NETWORK.into(), json!(network));
     }
-    let status = SidecarStatus {
-        init_containers: rendered.init_containers.iter().map(|c| name_of(c).to_owned()).collect(),
-        containers: rendered.containers.iter().map(|c| name_of(c).to_owned()).collect(),
-        volumes: rendered.volumes.iter().map(|v| name_of(v).to_owned()).collect(),
-        image_pull_secrets: rendered.image_pull_secrets.clone(),
-        revision: if cfg.revision.is_empty() { "default".into() } else { cfg.revision.clone() },
-    };
     annotations.insert(names::SIDECAR_STATUS.into(), json!(status.to_annotation()));
 
     // Order: istio-proxy last (first when the app waits for it); native: init, proxy, then the rest.
@@ -452,10 +457,10 @@ fn plan(
         let n = name_of(c);
         !(n == names::CONTAINER_PROXY || n == names::CONTAINER_INIT || n == names::CONTAINER_VALIDATION)
     };
-    ops.list("/spec/initContainers", pod.pointer("/spec/initContainers"), &init, &ours);
-    ops.list("/spec/containers", pod.pointer("/spec/containers"), &containers, &ours);
-    ops.list("/spec/volumes", pod.pointer("/spec/volumes"), &volumes, &|_| false);
-    ops.list("/spec/imagePullSecrets", pod.pointer("/spec/imagePullSecrets"), &pull_secrets, &|_| false);
+    ops.list("/spec/initContainers", pod.pointer("/spec/initContainers"), init, &ours);
+    ops.list("/spec/containers", pod.pointer("/spec/containers"), containers, &ours);
+    ops.list("/spec/volumes", pod.pointer("/spec/volumes"), volumes, &|_| false);
+    ops.list("/spec/imagePullSecrets", pod.pointer("/spec/imagePullSecrets"), pull_secrets, &|_| false);
     Ok(ops.0)
 }
 

@@ -34,7 +34,7 @@ fn merge_object(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
         }
         match (target.get_mut(key), value) {
             (Some(Value::Array(t)), Value::Array(p)) if merge_key(key).is_some() => {
-                merge_list(t, p, merge_key(key).unwrap_or("name"));
+                merge_list(t, p.clone(), merge_key(key).unwrap_or("name"));
             }
             (Some(t @ Value::Object(_)), Value::Object(_)) => merge(t, value),
             _ => {
@@ -47,7 +47,7 @@ fn merge_object(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
 /// Merges a keyed list as a strategic merge orders it: the patch's elements first, in patch order
 /// (merged into the matching original element, if any), then the original elements the patch does
 /// not name, in their order.
-pub fn merge_list(target: &mut Vec<Value>, patch: &[Value], key: &str) {
+pub fn merge_list(target: &mut Vec<Value>, patch: Vec<Value>, key: &str) {
     if patch.is_empty() {
         return;
     }
@@ -57,10 +57,10 @@ pub fn merge_list(target: &mut Vec<Value>, patch: &[Value], key: &str) {
         match id.and_then(|id| rest.iter().position(|t| t.get(key) == Some(id))) {
             Some(i) => {
                 let mut existing = rest.remove(i);
-                merge(&mut existing, item);
+                merge(&mut existing, &item);
                 target.push(existing);
             }
-            None => target.push(item.clone()),
+            None => target.push(item),
         }
     }
     target.extend(rest);

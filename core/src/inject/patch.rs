@@ -67,31 +67,31 @@ impl Ops {
         &mut self,
         path: &str,
         original: Option<&Value>,
-        target: &[Value],
+        target: Vec<Value>,
         field_level: &dyn Fn(&Value) -> bool,
     ) {
         let orig = match original {
             Some(Value::Array(orig)) => orig,
             None if target.is_empty() => return,
             _ => {
-                self.set(path, original, &Value::Array(target.to_vec()));
+                self.set(path, original, &Value::Array(target));
                 return;
             }
         };
         let key = |v: &Value| v.get("name").cloned();
-        if !is_subsequence(orig, target, &key) {
-            self.set(path, original, &Value::Array(target.to_vec()));
+        if !is_subsequence(orig, &target, &key) {
+            self.set(path, original, &Value::Array(target));
             return;
         }
         let mut i = 0;
-        for (j, item) in target.iter().enumerate() {
+        for (j, item) in target.into_iter().enumerate() {
             match orig.get(i) {
-                Some(o) if key(o) == key(item) => {
+                Some(o) if key(o) == key(&item) => {
                     let element = format!("{path}/{j}");
-                    if o != item {
-                        match (field_level(item), item) {
+                    if *o != item {
+                        match (field_level(&item), &item) {
                             (true, Value::Object(fields)) => self.map(&element, Some(o), fields),
-                            _ => self.replace(&element, item.clone()),
+                            _ => self.replace(&element, item),
                         }
                     }
                     i += 1;
@@ -99,7 +99,7 @@ impl Ops {
                 _ => {
                     let at_end = i == orig.len();
                     let element = if at_end { format!("{path}/-") } else { format!("{path}/{j}") };
-                    self.add(&element, item.clone());
+                    self.add(&element, item);
                 }
             }
         }
@@ -149,7 +149,7 @@ mod tests {
         let target =
             vec![json!({"name": "a"}), json!({"name": "b"}), json!({"name": "c", "v": 2}), json!({"name": "d"})];
         let mut ops = Ops::default();
-        ops.list("/l", doc.get("l"), &target, &|_| true);
+        ops.list("/l", doc.get("l"), target.clone(), &|_| true);
         let paths: Vec<String> = ops.0.iter().map(|o| o.path().to_string()).collect();
         assert_eq!(paths, ["/l/0", "/l/2/v", "/l/-"]);
         assert_eq!(apply(&doc, ops), json!({"l": target}));
@@ -160,7 +160,7 @@ mod tests {
         let doc = json!({"l": [{"name": "b"}, {"name": "a"}]});
         let target = vec![json!({"name": "a"}), json!({"name": "b"})];
         let mut ops = Ops::default();
-        ops.list("/l", doc.get("l"), &target, &|_| true);
+        ops.list("/l", doc.get("l"), target.clone(), &|_| true);
         assert_eq!(apply(&doc, ops), json!({"l": target}));
     }
 }
