@@ -131,7 +131,7 @@ fn chart_installs_and_injects_a_labelled_namespace() {
     let id = format!("{}", std::process::id());
     let cleanup = Cleanup {
         cluster: &cluster,
-        release: "mesh".into(),
+        release: format!("mesh-e2e-{id}"),
         release_ns: format!("mesh-e2e-{id}"),
         app_ns: format!("mesh-e2e-app-{id}"),
     };
@@ -140,7 +140,7 @@ fn chart_installs_and_injects_a_labelled_namespace() {
     let extra = std::env::var("MESH_E2E_HELM_ARGS").unwrap_or_default();
     let mut install = vec![
         "install",
-        "mesh",
+        &cleanup.release,
         &chart,
         "-n",
         &cleanup.release_ns,

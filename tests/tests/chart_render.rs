@@ -1011,3 +1011,37 @@ fn images_match_the_chart() {
     assert_eq!(cfg.proxy.image, mesh_core::inject::DEFAULT_PROXY_IMAGE);
     assert!(cfg.proxy.image.contains("istio/proxyv2"));
 }
+
+#[test]
+fn deployment_args_parse_with_the_webhooks_own_flags() {
+    use clap::Parser;
+    for set in &VALUE_SETS {
+        let docs = documents(&render_set(set).unwrap()).unwrap();
+        let deploy: Deployment = one(&docs, "Deployment").unwrap();
+        let svc: Service = one(&docs, "Service").unwrap();
+        let c = deploy.spec.unwrap().template.spec.unwrap().containers.remove(0);
+        let argv = std::iter::once("mesh-webhook".to_string()).chain(c.args.unwrap());
+        let args = mesh_webhook::Args::try_parse_from(argv).unwrap_or_else(|e| panic!("value set {}: {e}", set.name));
+        assert_eq!(args.listen.port(), mesh_core::ports::WEBHOOK_HTTPS, "{}", set.name);
+        assert_eq!(args.health_listen.port(), 15014, "{}", set.name);
+        assert_eq!(args.drain_timeout, std::time::Duration::from_secs(20), "{}", set.name);
+        assert_eq!(args.config.as_deref(), Some(Path::new("/etc/mesh/config/config.yaml")), "{}", set.name);
+        let self_signed = !matches!(set.name, "cert-manager" | "existing-secret");
+        assert_eq!(args.self_signed, self_signed, "{}", set.name);
+        assert_eq!(args.tls_cert.is_some(), !self_signed, "{}", set.name);
+        if self_signed {
+            assert_eq!(Some(args.service_name.as_str()), svc.metadata.name.as_deref(), "{}", set.name);
+            assert_eq!(args.namespace.as_deref(), Some(NAMESPACE));
+            let role: Role = one(&docs, "Role").unwrap();
+            let names = role.rules.unwrap().into_iter().flat_map(|r| r.resource_names.unwrap_or_default());
+            assert_eq!(names.collect::<Vec<_>>(), [args.secret_name.clone()], "{}: RBAC names the Secret", set.name);
+            let selector = args.webhook_config_selector.unwrap();
+            let mwc: MutatingWebhookConfiguration = one(&docs, "MutatingWebhookConfiguration").unwrap();
+            let mwc_labels = mwc.metadata.labels.unwrap();
+            for pair in selector.split(',') {
+                let (k, v) = pair.split_once('=').unwrap();
+                assert_eq!(mwc_labels.get(k).map(String::as_str), Some(v), "{}: {selector}", set.name);
+            }
+        }
+    }
+}
