@@ -1034,7 +1034,12 @@ fn deployment_args_parse_with_the_webhooks_own_flags() {
             assert_eq!(args.namespace.as_deref(), Some(NAMESPACE));
             let role: Role = one(&docs, "Role").unwrap();
             let names = role.rules.unwrap().into_iter().flat_map(|r| r.resource_names.unwrap_or_default());
-            assert_eq!(names.collect::<Vec<_>>(), [args.secret_name.clone()], "{}: RBAC names the Secret", set.name);
+            assert_eq!(
+                names.collect::<Vec<_>>(),
+                vec![args.secret_name.as_str()],
+                "{}: RBAC names the Secret",
+                set.name
+            );
             let selector = args.webhook_config_selector.unwrap();
             let mwc: MutatingWebhookConfiguration = one(&docs, "MutatingWebhookConfiguration").unwrap();
             let mwc_labels = mwc.metadata.labels.unwrap();
