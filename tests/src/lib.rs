@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod envoy;
+pub mod inject_cases;
 pub mod netns;
 pub mod sidecar;
 pub mod tools;

@@ -110,6 +110,12 @@ impl ResourceType {
         self
     }
 
+    /// Sets the verbs discovery lists for the resource.
+    pub fn with_verbs(mut self, verbs: &[&str]) -> Self {
+        self.verbs = verbs.iter().map(|v| (*v).to_string()).collect();
+        self
+    }
+
     fn with_sub(mut self, name: &str, kind: &str, verbs: &[&str]) -> Self {
         self.subresources.push(Subresource {
             name: name.into(),
@@ -134,6 +140,7 @@ impl ResourceType {
 pub fn builtins() -> Vec<ResourceType> {
     vec![
         ResourceType::new("", "v1", "Namespace", "namespaces", false)
+            .with_verbs(&["create", "delete", "get", "list", "patch", "update", "watch"])
             .with_status()
             .with_short_names(&["ns"])
             .with_field_selectors(&["status.phase"]),

@@ -509,8 +509,8 @@ fn list_body(rt: &ResourceType, items: Vec<Value>, rv: u64) -> Value {
         .map(|o| {
             let mut p = store::present(rt, o);
             if let Value::Object(m) = &mut p {
-                m.remove("kind");
-                m.remove("apiVersion");
+                m.shift_remove("kind");
+                m.shift_remove("apiVersion");
             }
             p
         })
@@ -670,7 +670,7 @@ fn watch(
         .and_then(|t| t.parse::<u64>().ok())
         .map_or(Duration::from_secs(1800), Duration::from_secs);
     let interval = *lock(&shared.bookmark_interval);
-    let (initial, start_rv, mut rx) = shared.store.watch(rt, &filter, start)?;
+    let store::WatchFeed { initial, rv: start_rv, live: mut rx } = shared.store.watch(rt, &filter, start);
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
     let rt = rt.clone();
     tokio::spawn(async move {
@@ -680,10 +680,10 @@ fn watch(
         };
         let mut last_rv = start_rv;
         for ev in &initial {
-            if let Some(kind) = store::visible(&filter, ev) {
-                if !send(event_line(kind.as_str(), &store::present(&rt, &ev.object))).await {
-                    return;
-                }
+            if let Some(kind) = store::visible(&filter, ev)
+                && !send(event_line(kind.as_str(), &store::present(&rt, &ev.object))).await
+            {
+                return;
             }
             last_rv = last_rv.max(ev.rv);
         }
@@ -709,10 +709,10 @@ fn watch(
                         continue;
                     }
                     last_rv = ev.rv;
-                    if let Some(kind) = store::visible(&filter, &ev) {
-                        if !send(event_line(kind.as_str(), &store::present(&rt, &ev.object))).await {
-                            return;
-                        }
+                    if let Some(kind) = store::visible(&filter, &ev)
+                        && !send(event_line(kind.as_str(), &store::present(&rt, &ev.object))).await
+                    {
+                        return;
                     }
                 }
             }

@@ -154,21 +154,21 @@ pub fn present(rt: &ResourceType, obj: &Value) -> Value {
     let Value::Object(mut m) = obj else { return obj };
     let mut out = Map::new();
     for k in ["kind", "apiVersion"] {
-        if let Some(v) = m.remove(k) {
+        if let Some(v) = m.shift_remove(k) {
             out.insert(k.into(), v);
         }
     }
-    if let Some(Value::Object(mut md)) = m.remove("metadata") {
+    if let Some(Value::Object(mut md)) = m.shift_remove("metadata") {
         let mut ordered = Map::new();
         for k in METADATA_ORDER {
-            if let Some(v) = md.remove(k) {
+            if let Some(v) = md.shift_remove(k) {
                 ordered.insert(k.into(), v);
             }
         }
         ordered.extend(md);
         out.insert("metadata".into(), Value::Object(ordered));
     }
-    let status = m.remove("status");
+    let status = m.shift_remove("status");
     out.extend(m);
     if let Some(s) = status {
         out.insert("status".into(), s);
@@ -190,6 +190,18 @@ impl Filter {
     pub fn matches(&self, obj: &Value) -> bool {
         self.namespace.as_deref().is_none_or(|ns| namespace_of(obj) == ns) && self.selectors.matches(obj)
     }
+}
+
+/// What a new watch starts from: the events to send first, the resourceVersion they bring the watcher
+/// to, and the live changes after that.
+#[derive(Debug)]
+pub struct WatchFeed {
+    /// Synthetic ADDED events or replayed log entries.
+    pub initial: Vec<Arc<Event>>,
+    /// The store's resourceVersion when the watch started.
+    pub rv: u64,
+    /// Changes from then on.
+    pub live: broadcast::Receiver<Arc<Event>>,
 }
 
 /// How a watch starts.
@@ -330,7 +342,7 @@ impl Store {
         if rt.namespaced {
             md.insert("namespace".into(), json!(ns));
         } else {
-            md.remove("namespace");
+            md.shift_remove("namespace");
         }
         md.insert("uid".into(), json!(meta::uid()));
         md.insert("creationTimestamp".into(), json!(meta::rfc3339(meta::now_secs())));
@@ -357,7 +369,7 @@ impl Store {
         if rt.has_subresource("status")
             && let Value::Object(m) = &mut obj
         {
-            m.remove("status");
+            m.shift_remove("status");
             if rt.group.is_empty() && rt.plural == "pods" {
                 m.insert("status".into(), json!({"phase": "Pending", "qosClass": "BestEffort"}));
             }
@@ -440,7 +452,7 @@ impl Store {
             {
                 match old.get("status") {
                     Some(s) => n.insert("status".into(), s.clone()),
-                    None => n.remove("status"),
+                    None => n.shift_remove("status"),
                 };
             }
             new
@@ -460,7 +472,7 @@ impl Store {
             for k in ["uid", "creationTimestamp", "generation", "deletionTimestamp"] {
                 match old_md.get(k) {
                     Some(v) => md.insert(k.into(), v.clone()),
-                    None => md.remove(k),
+                    None => md.shift_remove(k),
                 };
             }
         }
@@ -519,7 +531,7 @@ impl Store {
             return self.insert_new(rt, &ns, obj);
         }
         if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            md.remove("resourceVersion");
+            md.shift_remove("resourceVersion");
         }
         let status = obj.get("status").cloned();
         let updated = self.modify(rt, &ns, &name, false, |cur| {
@@ -539,12 +551,7 @@ impl Store {
 
     /// Starts a watch: the initial events (synthetic ADDED or the replayed log) and the live receiver.
     /// Both are taken under the lock, so no change is lost or duplicated.
-    pub fn watch(
-        &self,
-        rt: &ResourceType,
-        filter: &Filter,
-        start: WatchStart,
-    ) -> Result<(Vec<Arc<Event>>, u64, broadcast::Receiver<Arc<Event>>), ApiError> {
+    pub fn watch(&self, rt: &ResourceType, filter: &Filter, start: WatchStart) -> WatchFeed {
         let st = self.lock();
         let rx = self.events.subscribe();
         let initial = match start {
@@ -572,7 +579,7 @@ impl Store {
                 }
             }
         };
-        Ok((initial, st.rv, rx))
+        WatchFeed { initial, rv: st.rv, live: rx }
     }
 }
 
@@ -637,8 +644,8 @@ mod tests {
             a.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0").parse().unwrap_or(0);
         s.create(&rt, "ns", json!({"metadata": {"name": "b"}}))?;
         s.delete(&rt, "ns", "a")?;
-        let (initial, _, _) = s.watch(&rt, &Filter::default(), WatchStart::After(rv))?;
-        let kinds: Vec<_> = initial.iter().map(|e| (e.kind, name_of(&e.object).to_string())).collect();
+        let feed = s.watch(&rt, &Filter::default(), WatchStart::After(rv));
+        let kinds: Vec<_> = feed.initial.iter().map(|e| (e.kind, name_of(&e.object).to_string())).collect();
         assert_eq!(kinds, vec![(EventType::Added, "b".into()), (EventType::Deleted, "a".into())]);
         Ok(())
     }

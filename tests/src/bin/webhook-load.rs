@@ -1,0 +1,313 @@
+//! Load benchmark of mesh-webhook: keep-alive TLS connections post the real AdmissionReview the API
+//! server sends for a pod, for a fixed time, against (1) mesh-webhook and (2) a bare server on the
+//! same stack (rustls + hyper + axum + the webhook's listener) that answers a fixed response.
+//! Prints throughput and p50/p99/p999 latency for both; the last line is
+//! `webhook/echo throughput ratio: R`.
+//!
+//! Usage: `cargo run --release -p mesh-tests --bin webhook-load -- [--connections 64] [--seconds 10]`
+//! (builds and runs `mesh-webhook` from the same target directory).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+
+#[derive(Debug, Parser)]
+#[command(name = "webhook-load", about = "Load benchmark of mesh-webhook against a bare TLS server on the same stack")]
+struct Args {
+    /// Concurrent keep-alive TLS connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Measured seconds per target (after a 1 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The mesh-webhook binary (default: next to this one).
+    #[arg(long)]
+    webhook: Option<PathBuf>,
+    /// Internal: run the bare echo server on this address and print its address.
+    #[arg(long, hide = true)]
+    echo_server: Option<SocketAddr>,
+    /// Internal: certificate and key of the echo server.
+    #[arg(long, hide = true, num_args = 2)]
+    echo_tls: Vec<PathBuf>,
+}
+
+struct Target {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Some(addr) = args.echo_server {
+        return runtime.block_on(echo_server(addr, &args.echo_tls));
+    }
+    runtime.block_on(bench(args))
+}
+
+/// The fixed answer of the echo server: an allowed review, like a skip.
+const ECHO_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"71fbb421-0bee-4029-8526-e91a2b4cec6a","allowed":true}}"#;
+
+async fn echo_server(addr: SocketAddr, tls: &[PathBuf]) -> anyhow::Result<()> {
+    let [cert, key] = tls else { bail!("--echo-tls CERT KEY") };
+    let store = Arc::new(mesh_webhook::tls::CertStore::new());
+    store.set(mesh_webhook::tls::certified_key(&std::fs::read(cert)?, &std::fs::read(key)?)?);
+    let config = Arc::new(mesh_webhook::tls::server_config(store)?);
+    let app = axum::Router::new().route(
+        "/inject",
+        axum::routing::post(|_body: Bytes| async {
+            ([(http::header::CONTENT_TYPE, "application/json")], ECHO_RESPONSE)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("{}", listener.local_addr()?);
+    let limits = mesh_webhook::serve::Limits::default();
+    mesh_webhook::serve::serve_tls(listener, config, app, limits, std::future::pending()).await;
+    Ok(())
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("no parent directory")?.join(name))
+}
+
+fn start(mut command: Command, what: &str) -> anyhow::Result<Target> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = command.spawn().with_context(|| format!("starting {what}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut sent = false;
+        // Keep draining stdout (the webhook logs every review) so the process never blocks.
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sent {
+                continue;
+            }
+            let addr = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .filter(|v| v["message"] == "serving")
+                .and_then(|v| v["listen"].as_str().map(str::to_string))
+                .or_else(|| line.parse::<SocketAddr>().ok().map(|a| a.to_string()));
+            if let Some(addr) = addr {
+                let _ = tx.send(addr);
+                sent = true;
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).with_context(|| format!("{what} did not start"))?;
+    Ok(Target { child, addr: addr.parse()? })
+}
+
+struct Result_ {
+    reviews: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Result_ {
+    fn throughput(&self) -> f64 {
+        self.reviews as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+}
+
+async fn connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = tokio_rustls::TlsConnector::from(config).connect(ServerName::try_from("localhost")?, tcp).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn load(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    body: Bytes,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<Result_> {
+    let warmup = Duration::from_secs(1);
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let until = measure_from + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (config, body) = (config.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(16 * 1024);
+            let mut errors = 0u64;
+            let mut sender = match connect(addr, config.clone()).await {
+                Ok(s) => s,
+                Err(_) => return (latencies, 1),
+            };
+            loop {
+                let sent_at = Instant::now();
+                if sent_at >= until {
+                    break;
+                }
+                let request = http::Request::post("/inject")
+                    .header("host", "localhost")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()));
+                let ok = match request {
+                    Ok(request) => match sender.send_request(request).await {
+                        Ok(response) => {
+                            let ok = response.status() == http::StatusCode::OK;
+                            ok && response.into_body().collect().await.is_ok()
+                        }
+                        Err(_) => false,
+                    },
+                    Err(_) => false,
+                };
+                let done = Instant::now();
+                if sent_at >= measure_from {
+                    if ok {
+                        latencies.push(u32::try_from((done - sent_at).as_micros()).unwrap_or(u32::MAX));
+                    } else {
+                        errors += 1;
+                    }
+                }
+                if !ok || sender.ready().await.is_err() {
+                    match connect(addr, config.clone()).await {
+                        Ok(s) => sender = s,
+                        Err(_) => {
+                            errors += 1;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await?;
+        all.extend(latencies);
+        errors += e;
+    }
+    all.sort_unstable();
+    Ok(Result_ { reviews: all.len() as u64, errors, elapsed: Duration::from_secs(seconds), latencies_us: all })
+}
+
+fn report(name: &str, r: &Result_) {
+    println!(
+        "{name}: {} reviews in {:.1} s = {:.0} reviews/s; latency p50 {:.3} ms, p99 {:.3} ms, p999 {:.3} ms; errors {}",
+        r.reviews,
+        r.elapsed.as_secs_f64(),
+        r.throughput(),
+        r.percentile(0.50),
+        r.percentile(0.99),
+        r.percentile(0.999),
+        r.errors
+    );
+}
+
+fn write_certs(dir: &Path) -> anyhow::Result<(String, PathBuf, PathBuf)> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])?.signed_by(&key, &issuer)?;
+    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_path, cert.pem())?;
+    std::fs::write(&key_path, key.serialize_pem())?;
+    Ok((ca_cert.pem(), cert_path, key_path))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (ca_pem, cert, key) = write_certs(dir.path())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(c?)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
+    let fixture = mesh_tests::shared_dir()?.join("fixtures/kube-apiserver/admissionreview-v1-pod-foo.json");
+    let body = Bytes::from(std::fs::read(&fixture).with_context(|| fixture.display().to_string())?);
+
+    let webhook_bin = match args.webhook {
+        Some(path) => path,
+        None => sibling("mesh-webhook")?,
+    };
+    if !webhook_bin.is_file() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p mesh-webhook) or pass --webhook",
+            webhook_bin.display()
+        );
+    }
+    println!(
+        "webhook-load: {} keep-alive TLS connections, {} s per target, body {} bytes (real AdmissionReview)",
+        args.connections,
+        args.seconds,
+        body.len()
+    );
+
+    let results = {
+        let mut command = Command::new(&webhook_bin);
+        command
+            .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        let target = start(command, "mesh-webhook")?;
+        // Readiness: the first request must succeed.
+        connect(target.addr, config.clone()).await.context("connecting to mesh-webhook")?;
+        load(target.addr, config.clone(), body.clone(), args.connections, args.seconds).await?
+    };
+    report("mesh-webhook", &results);
+
+    let echo = {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["--echo-server", "127.0.0.1:0", "--echo-tls"]).arg(&cert).arg(&key);
+        let target = start(command, "echo server")?;
+        connect(target.addr, config.clone()).await.context("connecting to the echo server")?;
+        load(target.addr, config.clone(), body.clone(), args.connections, args.seconds).await?
+    };
+    report("echo (same TLS/HTTP stack, fixed response)", &echo);
+    let ratio = if echo.throughput() > 0.0 { results.throughput() / echo.throughput() } else { 0.0 };
+    println!("webhook/echo throughput ratio: {ratio:.2}");
+    Ok(())
+}
