@@ -187,14 +187,25 @@ fn classify(cmd: &Cmd, out: &Output) -> ApplyError {
     ApplyError::Failed { command: cmd.line(), status: out.status, stderr }
 }
 
+/// The detected iptables flavor, with the dumps read while detecting (reused as the state
+/// before applying, to save process starts).
+#[derive(Debug, Clone)]
+pub struct Detected {
+    /// The flavor to use.
+    pub flavor: Flavor,
+    /// `-save` output of both families for `flavor`, when detection read it.
+    pub saved: Option<Vec<(Family, Saved)>>,
+}
+
 /// Picks the iptables flavor as Istio does: `--force-iptables-binary` wins; else legacy if it
-/// already holds rules, else nft if it does, else the system default. The chosen flavor must be
-/// able to open the nat table (the probe), else the error says which module is missing.
-pub fn detect(runner: &dyn Runner, forced: Option<&str>) -> Result<Flavor, ApplyError> {
-    let flavor = match forced {
-        Some("iptables-legacy" | "legacy") => Flavor::Legacy,
-        Some("iptables-nft" | "nft") => Flavor::Nft,
-        Some("iptables" | "") => Flavor::Default,
+/// already holds rules, else nft if it does; with no rules anywhere, nft (the modern default) when
+/// its tools work, else legacy. Each candidate is probed by dumping its tables.
+pub fn detect(runner: &dyn Runner, forced: Option<&str>) -> Result<Detected, ApplyError> {
+    let forced = match forced.map(str::trim) {
+        Some("iptables-legacy" | "legacy") => Some(Flavor::Legacy),
+        Some("iptables-nft" | "nft") => Some(Flavor::Nft),
+        Some("iptables") => Some(Flavor::Default),
+        Some("") | None => None,
         Some(other) => {
             return Err(ApplyError::Failed {
                 command: "--force-iptables-binary".into(),
@@ -202,25 +213,33 @@ pub fn detect(runner: &dyn Runner, forced: Option<&str>) -> Result<Flavor, Apply
                 stderr: format!("{other:?} is not iptables, iptables-legacy or iptables-nft"),
             });
         }
-        None => {
-            let mut chosen = None;
-            for flavor in [Flavor::Legacy, Flavor::Nft] {
-                let has_rules = [Family::V4, Family::V6].iter().any(|f| {
-                    runner
-                        .run(&Cmd::new(&flavor.binary(*f, "-save"), &[]))
-                        .map(|o| o.success() && Saved::parse(&o.stdout).has_rules())
-                        .unwrap_or(false)
-                });
-                if has_rules {
-                    chosen = Some(flavor);
-                    break;
-                }
-            }
-            chosen.unwrap_or(Flavor::Default)
-        }
     };
-    run_checked(runner, &Cmd::new(&flavor.binary(Family::V4, ""), &["-t", "nat", "-S", "OUTPUT"]))?;
-    Ok(flavor)
+    if let Some(flavor) = forced {
+        return Ok(Detected { flavor, saved: None });
+    }
+    let mut usable = Vec::new();
+    let mut first_error = None;
+    for flavor in [Flavor::Legacy, Flavor::Nft] {
+        match save_all(runner, flavor) {
+            Ok(saved) => {
+                if saved.iter().any(|(_, s)| s.has_rules()) {
+                    return Ok(Detected { flavor, saved: Some(saved) });
+                }
+                usable.push((flavor, saved));
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match usable.pop() {
+        Some((flavor, saved)) => Ok(Detected { flavor, saved: Some(saved) }),
+        None => match first_error {
+            // Neither flavored binary works: the plain `iptables` may still (older distributions).
+            Some(ApplyError::MissingBinary { .. }) | None => Ok(Detected { flavor: Flavor::Default, saved: None }),
+            Some(e) => Err(e),
+        },
+    }
 }
 
 /// Options of an apply.
@@ -240,7 +259,21 @@ pub fn apply_iptables(
     set: &RuleSet,
     opts: ApplyOptions,
 ) -> Result<Outcome, ApplyError> {
-    let before = save_all(runner, flavor)?;
+    apply_iptables_from(runner, flavor, set, opts, None)
+}
+
+/// [`apply_iptables`] with the current state already read (from [`detect`]).
+pub fn apply_iptables_from(
+    runner: &dyn Runner,
+    flavor: Flavor,
+    set: &RuleSet,
+    opts: ApplyOptions,
+    saved: Option<Vec<(Family, Saved)>>,
+) -> Result<Outcome, ApplyError> {
+    let before = match saved {
+        Some(s) => s,
+        None => save_all(runner, flavor)?,
+    };
     let wanted = set.families();
     let present = before.iter().any(|(_, s)| s.owns_anything());
     let outcome = if !present {
@@ -269,16 +302,13 @@ pub fn apply_iptables(
     };
     for family in &wanted {
         let out = run_checked(runner, &Cmd::new(&flavor.binary(*family, "-save"), &[]))?;
-        if outcome != Outcome::Unchanged && runner_is_real(&out) && !Saved::parse(&out.stdout).owns_anything() {
+        // An empty dump means the tool printed nothing at all (a recording); a real one after an
+        // apply always lists the tables.
+        if outcome != Outcome::Unchanged && !out.stdout.is_empty() && !Saved::parse(&out.stdout).owns_anything() {
             return Err(ApplyError::Verify(format!("no ISTIO_* chains in {} output", flavor.binary(*family, "-save"))));
         }
     }
     Ok(outcome)
-}
-
-/// A recording runner answers with empty output; only real output is verified.
-fn runner_is_real(out: &Output) -> bool {
-    !out.stdout.is_empty()
 }
 
 /// Removes every rule and chain mesh-init owns, in both families.

@@ -59,15 +59,16 @@ pub fn run(args: &[String], env: impl Fn(&str) -> Option<String>, out: &mut dyn 
 
 /// Runs an already parsed configuration with `runner`.
 pub fn execute(cfg: &CaptureConfig, runner: &dyn Runner, out: &mut dyn Write) -> Result<(), Failure> {
-    let backend_of = |runner: &dyn Runner| -> Result<Backend, backend::ApplyError> {
+    let backend_of = |runner: &dyn Runner| -> Result<(Backend, Option<Vec<_>>), backend::ApplyError> {
         if cfg.native_nftables {
-            Ok(Backend::Nftables)
+            Ok((Backend::Nftables, None))
         } else {
-            backend::detect(runner, cfg.force_iptables_binary.as_deref()).map(Backend::Iptables)
+            let d = backend::detect(runner, cfg.force_iptables_binary.as_deref())?;
+            Ok((Backend::Iptables(d.flavor), d.saved))
         }
     };
     if cfg.cleanup_only {
-        let backend = backend_of(runner)?;
+        let (backend, _) = backend_of(runner)?;
         match backend {
             Backend::Nftables => backend::cleanup_nft(runner)?,
             Backend::Iptables(flavor) => backend::cleanup_iptables(runner, flavor)?,
@@ -85,11 +86,11 @@ pub fn execute(cfg: &CaptureConfig, runner: &dyn Runner, out: &mut dyn Write) ->
     if !cfg.skip_rule_apply {
         facts::check_owner_groups(cfg)?;
         let start = std::time::Instant::now();
-        let backend = backend_of(runner)?;
+        let (backend, saved) = backend_of(runner)?;
         let opts = ApplyOptions { reconcile: cfg.reconcile, force: cfg.force_apply };
         let outcome = match backend {
             Backend::Nftables => backend::apply_nft(runner, &set, opts)?,
-            Backend::Iptables(flavor) => backend::apply_iptables(runner, flavor, &set, opts)?,
+            Backend::Iptables(flavor) => backend::apply_iptables_from(runner, flavor, &set, opts, saved)?,
         };
         if cfg.effective_interception_mode() == InterceptionMode::Tproxy {
             route::setup(runner, &set.families(), cfg.effective_tproxy_mark(), cfg.effective_tproxy_route_table())
