@@ -24,7 +24,7 @@ pub enum Command {
     /// Print the plugin's version.
     Version,
     /// Explain Envoy's routing for a pod, or trace one request through it (`--to`).
-    Explain(crate::explain::command::ExplainArgs),
+    Explain(Box<crate::explain::command::ExplainArgs>),
 }
 
 /// Runs a parsed command line, writing its output to `out`; returns the exit code.
@@ -34,6 +34,6 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
             writeln!(out, "kubectl-mesh {}", env!("CARGO_PKG_VERSION"))?;
             Ok(EXIT_OK)
         }
-        Command::Explain(args) => crate::explain::command::run(args, out),
+        Command::Explain(args) => crate::explain::command::run(*args, out),
     }
 }

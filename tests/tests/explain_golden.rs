@@ -11,7 +11,7 @@ fn golden_dir() -> PathBuf {
 }
 
 fn dump(name: &str) -> ConfigDump {
-    let path = mesh_tests::shared_dir().unwrap().join("fixtures/envoy-config-dumps").join(name);
+    let path = mesh_tests::shared_dir().expect("shared data (set MESH_SHARED)").join("fixtures/envoy-config-dumps").join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     ConfigDump::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -19,8 +19,8 @@ fn dump(name: &str) -> ConfigDump {
 fn check(golden: &str, actual: &str) {
     let path = golden_dir().join(golden);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(golden_dir()).unwrap();
-        std::fs::write(&path, actual).unwrap();
+        std::fs::create_dir_all(golden_dir()).expect("creating the golden directory");
+        std::fs::write(&path, actual).expect("writing the golden file");
         return;
     }
     let want = std::fs::read_to_string(&path)
@@ -47,13 +47,13 @@ fn check(golden: &str, actual: &str) {
 fn whole_pod(fixture: &str) -> String {
     let d = dump(fixture);
     let report = explain(&d, Input { source: format!("file {fixture}"), ..Default::default() });
-    render_report(&report, Format::Text, false).unwrap()
+    render_report(&report, Format::Text, false).expect("rendering")
 }
 
 fn traced(fixture: &str, to: &str, headers: &[&str]) -> kubectl_mesh::explain::Report {
     let d = dump(fixture);
     let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
-    let req = Request::parse(to, &headers, None, None).unwrap();
+    let req = Request::parse(to, &headers, None, None).expect("a valid --to");
     explain(&d, Input { source: format!("file {fixture}"), request: Some(&req), ..Default::default() })
 }
 
