@@ -177,6 +177,7 @@ fn classify(cmd: &Cmd, out: &Output) -> ApplyError {
         return ApplyError::Permission { program, detail: stderr };
     }
     if lower.contains("can't initialize")
+        || lower.contains("unable to initialize table")
         || lower.contains("table does not exist")
         || lower.contains("do you need to insmod")
         || lower.contains("protocol not supported")
@@ -185,6 +186,34 @@ fn classify(cmd: &Cmd, out: &Output) -> ApplyError {
         return ApplyError::KernelModule { program, detail: stderr };
     }
     ApplyError::Failed { command: cmd.line(), status: out.status, stderr }
+}
+
+/// Linux capability numbers (`linux/capability.h`).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
+
+/// Checks the effective capabilities in a `/proc/self/status` text: NET_ADMIN always, NET_RAW
+/// for the iptables backends. Fails naming the missing ones and how to grant them.
+pub fn check_capabilities(status: &str, need_raw: bool) -> Result<(), ApplyError> {
+    let Some(eff) =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    else {
+        return Ok(()); // Not Linux-like /proc: let the tools report.
+    };
+    let mut missing = Vec::new();
+    if eff & (1 << CAP_NET_ADMIN) == 0 {
+        missing.push("NET_ADMIN");
+    }
+    if need_raw && eff & (1 << CAP_NET_RAW) == 0 {
+        missing.push("NET_RAW");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApplyError::Permission {
+        program: "mesh-init".into(),
+        detail: format!("missing capabilities {} (CapEff {eff:#x})", missing.join(", ")),
+    })
 }
 
 /// The detected iptables flavor, with the dumps read while detecting (reused as the state
@@ -493,3 +522,6 @@ fn nft_difference(runner: &dyn Runner, set: &RuleSet, existing: &[Table]) -> Res
         None => format!("{} rule lines present, {} expected", have.len(), want.len()),
     }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -67,7 +67,12 @@ pub fn execute(cfg: &CaptureConfig, runner: &dyn Runner, out: &mut dyn Write) ->
             Ok((Backend::Iptables(d.flavor), d.saved))
         }
     };
+    let check_caps = || -> Result<(), backend::ApplyError> {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        backend::check_capabilities(&status, !cfg.native_nftables)
+    };
     if cfg.cleanup_only {
+        check_caps()?;
         let (backend, _) = backend_of(runner)?;
         match backend {
             Backend::Nftables => backend::cleanup_nft(runner)?,
@@ -85,6 +90,7 @@ pub fn execute(cfg: &CaptureConfig, runner: &dyn Runner, out: &mut dyn Write) ->
     }
     if !cfg.skip_rule_apply {
         facts::check_owner_groups(cfg)?;
+        check_caps()?;
         let start = std::time::Instant::now();
         let (backend, saved) = backend_of(runner)?;
         let opts = ApplyOptions { reconcile: cfg.reconcile, force: cfg.force_apply };
