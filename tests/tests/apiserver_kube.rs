@@ -287,3 +287,61 @@ async fn portforward_reaches_the_mapped_loopback_port() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn streaming_list_watch_pagination_generate_name() -> Result<()> {
+    let server = TestApiServer::start()?;
+    for i in 0..5 {
+        server.put(pod("foo", &format!("p{i}"), "foo"))?;
+    }
+    let client = client_for(&server).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "foo");
+
+    // Pages of two, then the rest via `continue`.
+    let first = pods.list(&ListParams::default().limit(2)).await?;
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let token = first.metadata.continue_.clone().context("continue token")?;
+    let rest = pods.list(&ListParams::default().limit(10).continue_token(&token)).await?;
+    let names: Vec<_> = rest.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    assert_eq!(names, vec!["p2", "p3", "p4"]);
+
+    // kube-rs's watcher with streaming lists (sendInitialEvents + the initial-events-end bookmark).
+    let mut stream = watcher(pods.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = 0;
+    loop {
+        match tokio::time::timeout(STEP, stream.try_next()).await?? {
+            Some(watcher::Event::InitApply(_)) => initial += 1,
+            Some(watcher::Event::InitDone) => break,
+            Some(_) => {}
+            None => bail!("watch ended early"),
+        }
+    }
+    assert_eq!(initial, 5);
+
+    let generated: Pod = serde_json::from_value(json!({"metadata": {"generateName": "web-"},
+        "spec": {"containers": [{"name": "a", "image": "b"}]}}))?;
+    let created = pods.create(&PostParams::default(), &generated).await?;
+    let name = created.metadata.name.clone().context("generated name")?;
+    assert!(name.starts_with("web-") && name.len() == "web-".len() + 5, "{name}");
+    match tokio::time::timeout(STEP, stream.try_next()).await?? {
+        Some(watcher::Event::Apply(p)) => assert_eq!(p.metadata.name.as_deref(), Some(name.as_str())),
+        other => bail!("expected the created pod, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn dropping_the_server_closes_it() -> Result<()> {
+    let server = TestApiServer::start()?;
+    let addr = server.addr();
+    let pods: Api<Pod> = Api::all(client_for(&server).await?);
+    let mut stream = watcher(pods, watcher::Config::default()).boxed();
+    while !matches!(tokio::time::timeout(STEP, stream.try_next()).await??, Some(watcher::Event::InitDone)) {}
+    drop(server);
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "{addr} still accepts connections");
+    // The open watch ends (an error or the end of the stream), it does not hang.
+    let next = tokio::time::timeout(STEP, stream.next()).await?;
+    assert!(!matches!(next, Some(Ok(watcher::Event::Apply(_)))), "{next:?}");
+    Ok(())
+}

@@ -95,12 +95,38 @@ pub fn types_of(crd: &Value, path: &str) -> Result<Vec<ResourceType>, CrdError> 
     Ok(out)
 }
 
-/// Parses a multi-document CRD YAML file into CRD objects (other kinds are skipped).
+/// Replaces every block-style `openAPIV3Schema:` mapping with a schema that preserves unknown fields.
+/// The schemas are most of the file and the server does not validate, so this makes parsing fast.
+fn without_schemas(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() / 8);
+    let mut skip_deeper_than: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(limit) = skip_deeper_than {
+            if line.trim().is_empty() || indent > limit {
+                continue;
+            }
+            skip_deeper_than = None;
+        }
+        if line.trim_start() == "openAPIV3Schema:" {
+            out.push_str(&line[..indent]);
+            out.push_str("openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n");
+            skip_deeper_than = Some(indent);
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Parses a multi-document CRD YAML file into CRD objects (other kinds are skipped). The OpenAPI
+/// schemas are replaced by `x-kubernetes-preserve-unknown-fields: true` (the server does not validate).
 pub fn read_crds(path: &Path) -> Result<Vec<Value>, CrdError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| CrdError::Read { path: p.clone(), source })?;
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| CrdError::Parse { path: p.clone(), message: e.to_string() })?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&without_schemas(&text))
+        .map_err(|e| CrdError::Parse { path: p.clone(), message: e.to_string() })?;
     Ok(docs.into_iter().filter(|d| d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")).collect())
 }
 
@@ -119,6 +145,15 @@ pub fn istio_crds() -> Result<&'static [Value], String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schemas_are_replaced_and_the_rest_kept() {
+        let text = "spec:\n  versions:\n  - name: v1\n    schema:\n      openAPIV3Schema:\n        properties:\n          spec:\n            type: object\n\n        type: object\n    served: true\n";
+        assert_eq!(
+            without_schemas(text),
+            "spec:\n  versions:\n  - name: v1\n    schema:\n      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n    served: true\n"
+        );
+    }
 
     #[test]
     fn istio_crds_give_virtual_services_in_three_versions() -> anyhow::Result<()> {

@@ -105,7 +105,8 @@ fn text_response(code: u16, text: &str) -> Response<Body> {
     response(code, "text/plain; charset=utf-8", full(text.to_string()))
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes (and `+` as a space in query strings).
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -124,7 +125,7 @@ fn percent_decode(s: &str) -> String {
                     }
                 }
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -144,8 +145,8 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
+            Some((k, v)) => (percent_decode(k, true), percent_decode(v, true)),
+            None => (percent_decode(p, true), String::new()),
         })
         .collect()
 }
@@ -188,7 +189,7 @@ fn accept(req: &Request<Incoming>) -> String {
 
 async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode(s, false)).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let get = req.method() == Method::GET;
     let accept = accept(&req);
@@ -449,7 +450,7 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>, target: Target) -
                     deleted.push(d);
                 }
             }
-            Ok(json_response(200, &list_body(&rt, deleted, shared.store.resource_version())))
+            Ok(json_response(200, &list_body(&rt, deleted, shared.store.resource_version(), &Page::default())))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -497,12 +498,17 @@ fn single(rt: &ResourceType, obj: Value, accept: &str, query: &BTreeMap<String, 
 }
 
 /// The list envelope, shaped like the real server's (typed lists drop each item's kind/apiVersion).
-fn list_body(rt: &ResourceType, items: Vec<Value>, rv: u64) -> Value {
+fn list_body(rt: &ResourceType, items: Vec<Value>, rv: u64, page: &Page) -> Value {
     let list_kind = format!("{}List", rt.kind);
     if rt.custom {
         let items: Vec<Value> = items.iter().map(|o| store::present(rt, o)).collect();
-        return json!({"apiVersion": rt.api_version(), "items": items, "kind": list_kind,
-                      "metadata": {"continue": "", "resourceVersion": rv.to_string()}});
+        let mut md = serde_json::Map::new();
+        md.insert("continue".into(), json!(page.next.clone().unwrap_or_default()));
+        if let Some(n) = page.remaining {
+            md.insert("remainingItemCount".into(), json!(n));
+        }
+        md.insert("resourceVersion".into(), json!(rv.to_string()));
+        return json!({"apiVersion": rt.api_version(), "items": items, "kind": list_kind, "metadata": md});
     }
     let items: Vec<Value> = items
         .iter()
@@ -515,7 +521,62 @@ fn list_body(rt: &ResourceType, items: Vec<Value>, rv: u64) -> Value {
             p
         })
         .collect();
-    json!({"kind": list_kind, "apiVersion": rt.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items})
+    json!({"kind": list_kind, "apiVersion": rt.api_version(), "metadata": page.typed_metadata(rv), "items": items})
+}
+
+/// Where a paginated list stopped (`limit` + `continue`, as the real server encodes them).
+#[derive(Debug, Default)]
+struct Page {
+    /// The `continue` token, when more items follow.
+    next: Option<String>,
+    /// `remainingItemCount`, when more items follow.
+    remaining: Option<usize>,
+}
+
+impl Page {
+    /// `ListMeta` of a typed list: resourceVersion, continue, remainingItemCount (Go field order).
+    fn typed_metadata(&self, rv: u64) -> Value {
+        let mut md = serde_json::Map::new();
+        md.insert("resourceVersion".into(), json!(rv.to_string()));
+        if let Some(next) = &self.next {
+            md.insert("continue".into(), json!(next));
+        }
+        if let Some(n) = self.remaining {
+            md.insert("remainingItemCount".into(), json!(n));
+        }
+        Value::Object(md)
+    }
+}
+
+fn item_key(obj: &Value) -> String {
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name.to_string(),
+    }
+}
+
+/// Applies `continue` (skip up to the token's start key) and `limit` to items in key order.
+fn paginate(items: Vec<Value>, rv: u64, query: &BTreeMap<String, String>) -> Result<(Vec<Value>, Page), ApiError> {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut items = items;
+    if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
+        let bad = |why: &str| ApiError::bad_request(format!("continue key is not valid: {why}"));
+        let raw = engine.decode(token).map_err(|e| bad(&e.to_string()))?;
+        let doc: Value = serde_json::from_slice(&raw).map_err(|e| bad(&e.to_string()))?;
+        let start = doc.get("start").and_then(Value::as_str).ok_or_else(|| bad("no start key"))?;
+        let start = start.trim_end_matches('\u{0}').to_string();
+        items.retain(|o| item_key(o) > start);
+    }
+    let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let Some(limit) = limit.filter(|l| items.len() > *l) else { return Ok((items, Page::default())) };
+    let remaining = items.len() - limit;
+    items.truncate(limit);
+    let last = items.last().map(item_key).unwrap_or_default();
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{last}\u{0}")});
+    let next = engine.encode(serde_json::to_vec(&token).unwrap_or_default());
+    Ok((items, Page { next: Some(next), remaining: Some(remaining) }))
 }
 
 fn list(
@@ -527,9 +588,12 @@ fn list(
 ) -> Result<Response<Body>, ApiError> {
     let filter = Filter { namespace, selectors: Selectors::from_query(query, &rt.field_selectors)? };
     let (items, rv) = shared.store.list(rt, &filter);
+    let (items, page) = paginate(items, rv, query)?;
     if accept.contains("as=Table") {
         let items: Vec<Value> = items.iter().map(|o| store::present(rt, o)).collect();
-        return Ok(json_response_as(200, &table::render(rt, &items, Some(rv), include_object(query)), TABLE_TYPE));
+        let mut t = table::render(rt, &items, Some(rv), include_object(query));
+        t["metadata"] = page.typed_metadata(rv);
+        return Ok(json_response_as(200, &t, TABLE_TYPE));
     }
     if accept.contains("as=PartialObjectMetadataList") {
         let items: Vec<Value> = items
@@ -542,11 +606,11 @@ fn list(
         return Ok(json_response_as(
             200,
             &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                    "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+                    "metadata": page.typed_metadata(rv), "items": items}),
             "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io",
         ));
     }
-    Ok(json_response(200, &list_body(rt, items, rv)))
+    Ok(json_response(200, &list_body(rt, items, rv, &page)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -727,10 +791,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pagination_walks_every_item_once() -> Result<(), ApiError> {
+        let items: Vec<Value> =
+            (0..5).map(|i| json!({"metadata": {"name": format!("p{i}"), "namespace": "ns"}})).collect();
+        let mut query = BTreeMap::from([("limit".to_string(), "2".to_string())]);
+        let mut seen = Vec::new();
+        for round in 0..10 {
+            let (page_items, page) = paginate(items.clone(), 7, &query)?;
+            seen.extend(page_items.iter().map(item_key));
+            match page.next {
+                Some(next) => {
+                    assert_eq!(page.remaining, Some(5 - seen.len()), "round {round}");
+                    query.insert("continue".into(), next);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, vec!["ns/p0", "ns/p1", "ns/p2", "ns/p3", "ns/p4"]);
+        query.insert("continue".into(), "!!".into());
+        assert_eq!(paginate(items, 7, &query).err().map(|e| e.code), Some(400));
+        Ok(())
+    }
+
+    #[test]
     fn query_pairs_decode() {
         let q = query_pairs(Some("labelSelector=app%3Dfoo%2Cversion%20in%20%28v1%29&ports=80%2C1234&watch=1"));
         assert_eq!(q[0], ("labelSelector".to_string(), "app=foo,version in (v1)".to_string()));
         assert_eq!(q[1].1, "80,1234");
-        assert_eq!(percent_decode("a%"), "a%");
+        assert_eq!(percent_decode("a%", false), "a%");
+        assert_eq!(percent_decode("a+b", false), "a+b");
     }
 }
