@@ -230,6 +230,8 @@ mod crd {
         DigitalSignature,
         #[serde(rename = "key encipherment")]
         KeyEncipherment,
+        #[serde(rename = "client auth")]
+        ClientAuth,
         #[serde(rename = "server auth")]
         ServerAuth,
     }
@@ -1046,6 +1048,42 @@ fn deployment_args_parse_with_the_webhooks_own_flags() {
             for pair in selector.split(',') {
                 let (k, v) = pair.split_once('=').unwrap();
                 assert_eq!(mwc_labels.get(k).map(String::as_str), Some(v), "{}: {selector}", set.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn selected_pods_are_injected_with_the_charts_config() {
+    // The API server's choice (the chart's selectors) and the injector's per-pod rules (mesh-core, with
+    // the chart's ConfigMap) agree: every pod the webhook configuration sends is patched, and the
+    // ignored namespaces are refused by the injector too.
+    use mesh_core::inject::{Decision, InjectRequest, inject};
+    for (release, args, mark) in [("mesh", &[][..], 'D'), ("mesh-canary", &["--set", "revision=canary"][..], 'C')] {
+        let docs = documents(&render(release, args).unwrap()).unwrap();
+        let mwc: MutatingWebhookConfiguration = one(&docs, "MutatingWebhookConfiguration").unwrap();
+        let cfg = InjectConfig::from_yaml(&rendered_config(&docs).unwrap()).unwrap();
+        for (name, ns_labels, expected) in EXPECTED {
+            let (_, ns) = namespace(name, ns_labels);
+            for ((pod_name, pod_labels), want) in pods().into_iter().zip(expected.chars()) {
+                let pod = serde_json::json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": pod_name, "labels": pod_labels},
+                    "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
+                });
+                let req = InjectRequest { namespace: name, nodes_support_native_sidecars: true, ..Default::default() };
+                let decision = inject(&pod, &req, &cfg);
+                let selected = !calls(&mwc, &ns, &pod_labels).unwrap().is_empty();
+                assert_eq!(selected, want == mark, "{release}: namespace {name}, pod {pod_name}");
+                if selected {
+                    assert!(
+                        matches!(decision, Decision::Patch(ref p) if !p.0.is_empty()),
+                        "{release}: namespace {name}, pod {pod_name} is sent to the webhook but not injected: {decision:?}"
+                    );
+                }
+                if mesh_core::names::IGNORED_NAMESPACES.contains(&name) {
+                    assert!(matches!(decision, Decision::Skip(_)), "{release}: {name}/{pod_name}: {decision:?}");
+                }
             }
         }
     }
