@@ -1088,3 +1088,28 @@ fn selected_pods_are_injected_with_the_charts_config() {
         }
     }
 }
+
+/// The NOTES.txt that `helm install` prints, from a client-side dry run (no cluster needed).
+fn install_notes(release: &str, args: &[&str]) -> Result<String> {
+    let helm = Tool::Helm.path()?;
+    let out = Command::new(&helm)
+        .args(["install", release])
+        .arg(chart_dir())
+        .args(["--namespace", NAMESPACE, "--dry-run=client"])
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", helm.display()))?;
+    let stdout = String::from_utf8(out.stdout)?;
+    ensure!(out.status.success(), "helm install --dry-run=client failed: {}", String::from_utf8_lossy(&out.stderr));
+    stdout.split_once("NOTES:").map(|(_, notes)| notes.to_string()).context("helm printed no NOTES")
+}
+
+#[test]
+fn notes_say_what_to_label_next() {
+    let notes = install_notes("mesh", &[]).unwrap();
+    assert!(notes.contains("kubectl label namespace <namespace> istio-injection=enabled"), "{notes}");
+    assert!(notes.contains("kubectl -n mesh-system rollout status deployment/mesh-webhook"), "{notes}");
+    let notes = install_notes("mesh-canary", &["--set", "revision=canary"]).unwrap();
+    assert!(notes.contains("kubectl label namespace <namespace> istio.io/rev=canary"), "{notes}");
+    assert!(!notes.contains("istio-injection=enabled"), "a revision is not selected by istio-injection: {notes}");
+}
