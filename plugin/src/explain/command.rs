@@ -51,6 +51,9 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// The kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
     /// How to reach the sidecar's admin API.
     #[arg(long, value_enum, default_value_t = AdminVia::PortForward)]
     pub admin_via: AdminVia,

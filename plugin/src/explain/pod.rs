@@ -1,13 +1,235 @@
 //! Reading a pod's sidecar config from a cluster: the pod, its `/config_dump?include_eds` through a
-//! port-forward (or the API server's pod proxy), and the objects the config names.
+//! port-forward (or the API server's pod proxy), the Service behind `--to`, and the objects the
+//! config names, with their generation. Every call is bounded by `--timeout`.
 
-use super::command::ExplainArgs;
-use super::{Report, Request};
+use std::future::Future;
+use std::time::Duration;
 
-/// Explains a pod of a live cluster.
+use anyhow::{Context, anyhow, bail};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::command::{AdminVia, ExplainArgs};
+use super::provenance::ObjectRef;
+use super::report::ObjectStatus;
+use super::trace::{Resolution, resolve_offline};
+use super::{Input, Report, Request, explain, pod_capture};
+use crate::config_dump::ConfigDump;
+
+/// Explains a pod of a live cluster (runs its own async runtime).
 pub fn explain_pod(args: &ExplainArgs, request: Option<&Request>) -> anyhow::Result<Report> {
-    let _ = (args, request);
-    anyhow::bail!(
-        "explaining a pod from a cluster is not available in this build; use --file with a saved /config_dump"
-    )
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(explain_pod_async(args, request))
+}
+
+async fn bounded<T>(what: &str, timeout: Duration, f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::time::timeout(timeout, f).await.map_err(|_| anyhow!("{what}: no answer within {timeout:?}"))?
+}
+
+/// `pod/NAME`, `pods/NAME` or `NAME` → `NAME`.
+fn pod_name(arg: &str) -> anyhow::Result<&str> {
+    let name = match arg.split_once('/') {
+        Some(("pod" | "pods" | "po", name)) => name,
+        Some((kind, _)) => bail!("invalid pod {arg:?}: only pods can be explained, not {kind}"),
+        None => arg,
+    };
+    if name.is_empty() {
+        bail!("invalid pod {arg:?}: the name is empty");
+    }
+    Ok(name)
+}
+
+async fn explain_pod_async(args: &ExplainArgs, request: Option<&Request>) -> anyhow::Result<Report> {
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await.context("no cluster configuration (kubeconfig or in-cluster)")?,
+    };
+    let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config)?;
+    let name = pod_name(args.pod.as_deref().unwrap_or_default())?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let pod = bounded("reading the pod", timeout, async {
+        pods.get_opt(name).await.with_context(|| format!("reading pod {namespace}/{name}"))
+    })
+    .await?
+    .ok_or_else(|| anyhow!("pod {namespace}/{name} not found"))?;
+    let pod_value = serde_json::to_value(&pod)?;
+    let capture = pod_capture(&pod_value)?;
+
+    let path = "/config_dump?include_eds";
+    let body = match args.admin_via {
+        AdminVia::PortForward => {
+            bounded(
+                "port-forward to the sidecar's admin port",
+                timeout,
+                admin_via_portforward(&pods, name, args.admin_port, path),
+            )
+            .await?
+        }
+        AdminVia::Proxy => {
+            let uri = format!("/api/v1/namespaces/{namespace}/pods/{name}:{}/proxy{path}", args.admin_port);
+            let req = http::Request::get(uri).body(Vec::new())?;
+            bounded("the API server's pod proxy", timeout, async {
+                client.request_text(req).await.context("reading /config_dump through the API server's pod proxy")
+            })
+            .await?
+        }
+    };
+    let dump =
+        ConfigDump::parse(body.as_bytes()).with_context(|| format!("the config dump of pod {namespace}/{name}"))?;
+    drop(body);
+
+    let resolution = match request {
+        Some(req) if req.ip.is_none() => Some(resolve_through_api(&client, &dump, req, &namespace, timeout).await),
+        _ => None,
+    };
+    let mut report = explain(&dump, Input { source: format!("pod {namespace}/{name}"), capture, request, resolution });
+    let mut objects = Vec::with_capacity(report.objects.len());
+    for o in &report.objects {
+        objects.push(object_status(&client, &o.object, timeout).await);
+    }
+    report.objects = objects;
+    Ok(report)
+}
+
+/// GETs `path` from the pod's admin port through a port-forward (HTTP/1.1, connection closed after).
+async fn admin_via_portforward(pods: &Api<Pod>, pod: &str, port: u16, path: &str) -> anyhow::Result<String> {
+    let mut pf = pods.portforward(pod, &[port]).await.with_context(|| format!("port-forward to {pod}:{port}"))?;
+    let mut stream = pf.take_stream(port).ok_or_else(|| anyhow!("port-forward to {pod}:{port} gave no stream"))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.with_context(|| format!("reading {path} from {pod}:{port}"))?;
+    drop(stream);
+    pf.abort();
+    let (status, body) = parse_http_response(&raw).with_context(|| format!("the answer of {pod}:{port}{path}"))?;
+    if status != 200 {
+        bail!(
+            "{pod}:{port}{path} answered {status}: {}",
+            String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+        );
+    }
+    String::from_utf8(body).map_err(|e| anyhow!("{path} is not UTF-8: {e}"))
+}
+
+/// Splits an HTTP/1.1 response into status and body, decoding chunked transfer encoding.
+pub fn parse_http_response(raw: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    let end =
+        raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("no HTTP header ({} bytes)", raw.len()))?;
+    let head = std::str::from_utf8(&raw[..end])?;
+    let status: u16 = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("bad status line in {:?}", head.lines().next()))?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let mut body = &raw[end + 4..];
+    if !chunked {
+        return Ok((status, body.to_vec()));
+    }
+    let mut out = Vec::with_capacity(body.len());
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").ok_or_else(|| anyhow!("truncated chunk header"))?;
+        let size_text = std::str::from_utf8(&body[..line_end])?.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| anyhow!("bad chunk size {size_text:?}"))?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Ok((status, out));
+        }
+        if body.len() < size + 2 {
+            bail!("truncated chunk: want {size} bytes, have {}", body.len());
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}
+
+/// Resolves `--to`'s host through the API server: the Service's cluster IP.
+async fn resolve_through_api(
+    client: &kube::Client,
+    dump: &ConfigDump,
+    req: &Request,
+    namespace: &str,
+    timeout: Duration,
+) -> Resolution {
+    let offline = resolve_offline(dump, &dump.index(), req);
+    let host = req.host.to_ascii_lowercase();
+    let parts: Vec<&str> = host.split('.').collect();
+    let (svc, ns) = match parts.as_slice() {
+        [svc] => (svc.to_string(), namespace.to_string()),
+        [svc, ns, ..] if parts.len() == 2 || parts.get(2) == Some(&"svc") => (svc.to_string(), ns.to_string()),
+        _ => return offline,
+    };
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let found = tokio::time::timeout(timeout, services.get_opt(&svc)).await;
+    match found {
+        Ok(Ok(Some(s))) => {
+            let ip = s.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()).and_then(|ip| ip.parse().ok());
+            match ip {
+                Some(ip) => Resolution {
+                    fqdn: offline.fqdn.or_else(|| Some(format!("{svc}.{ns}.svc.cluster.local"))),
+                    ip: Some(ip),
+                    how: format!("Service {ns}/{svc} has cluster IP {ip}"),
+                },
+                None => Resolution { how: format!("Service {ns}/{svc} is headless; {}", offline.how), ..offline },
+            }
+        }
+        Ok(Ok(None)) => Resolution { how: format!("no Service {ns}/{svc} in the cluster; {}", offline.how), ..offline },
+        Ok(Err(e)) => {
+            Resolution { how: format!("reading Service {ns}/{svc} failed ({e}); {}", offline.how), ..offline }
+        }
+        Err(_) => Resolution { how: format!("reading Service {ns}/{svc} timed out; {}", offline.how), ..offline },
+    }
+}
+
+/// Looks an object up: found (with its generation), missing (the proxy's config is stale) or forbidden.
+async fn object_status(client: &kube::Client, o: &ObjectRef, timeout: Duration) -> ObjectStatus {
+    let gvk = GroupVersionKind::gvk(&o.group, &o.version, &o.kind);
+    let plural = format!("{}s", o.kind.to_ascii_lowercase());
+    let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &o.namespace, &ar);
+    let (status, generation) = match tokio::time::timeout(timeout, api.get_opt(&o.name)).await {
+        Ok(Ok(Some(obj))) => ("found", Some(obj.metadata.generation.unwrap_or(0))),
+        Ok(Ok(None)) => ("missing", None),
+        Ok(Err(kube::Error::Api(e))) if e.code == 403 => ("forbidden", None),
+        Ok(Err(kube::Error::Api(e))) if e.code == 404 => ("missing", None),
+        Ok(Err(_)) => ("error", None),
+        Err(_) => ("timeout", None),
+    };
+    ObjectStatus { object: o.clone(), status: status.to_string(), generation }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_names() {
+        assert_eq!(pod_name("pod/foo").unwrap(), "foo");
+        assert_eq!(pod_name("foo").unwrap(), "foo");
+        assert!(pod_name("svc/foo").unwrap_err().to_string().contains("not svc"));
+        assert!(pod_name("pod/").is_err());
+    }
+
+    #[test]
+    fn http_responses_with_and_without_chunks() {
+        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
+        assert_eq!(parse_http_response(plain).unwrap(), (200, b"hi".to_vec()));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        assert_eq!(parse_http_response(chunked).unwrap(), (200, b"abcde".to_vec()));
+        assert!(parse_http_response(b"garbage").is_err());
+        assert!(parse_http_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nab").is_err());
+    }
 }
