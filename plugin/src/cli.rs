@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the plugin's version.
     Version,
+    /// Show the xDS sync status of every injected pod (with POD: istiod vs Envoy config diff).
+    ProxyStatus(Box<crate::proxy_status::ProxyStatusArgs>),
     /// Explain Envoy's routing for a pod, or trace one request through it (`--to`).
     Explain(Box<crate::explain::command::ExplainArgs>),
 }
@@ -34,6 +36,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
             writeln!(out, "kubectl-mesh {}", env!("CARGO_PKG_VERSION"))?;
             Ok(EXIT_OK)
         }
+        Command::ProxyStatus(args) => crate::proxy_status::run(*args, out),
         Command::Explain(args) => crate::explain::command::run(*args, out),
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config_dump;
+pub mod proxy_status;
 pub mod explain;
 
 pub use cli::{Cli, run};

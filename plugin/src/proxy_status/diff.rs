@@ -1,0 +1,551 @@
+//! The semantic diff behind `proxy-status POD`: istiod's config for the proxy
+//! (`istio.io/debug/config_dump`, protobuf) against Envoy's own `/config_dump` (JSON). Both sides are
+//! reduced to the same per-resource fields (cluster type, LB policy, EDS name, Istio metadata;
+//! listener address, flags and filter chains; route virtual hosts, domains and routes), then
+//! compared by name: added, removed, changed (with the fields). Versions and timestamps are ignored.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::admin::v3::{ClustersConfigDump, ConfigDump, ListenersConfigDump, RoutesConfigDump};
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::core::v3::{Address, Metadata, TrafficDirection, address, socket_address};
+use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route, route_action, route_match};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use envoy_types::pb::google::protobuf::{Any, Duration, value};
+use prost::{Message, Name};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Per resource name, its compared fields.
+pub type Summaries = BTreeMap<String, BTreeMap<String, String>>;
+
+/// One side's clusters, listeners and routes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Side {
+    /// Clusters.
+    pub clusters: Summaries,
+    /// Listeners.
+    pub listeners: Summaries,
+    /// Route configurations.
+    pub routes: Summaries,
+}
+
+/// A field that differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    /// The field, e.g. `lb_policy` or `vhost[x].routes`.
+    pub field: String,
+    /// istiod's value (empty: not set).
+    pub istiod: String,
+    /// Envoy's value (empty: not set).
+    pub envoy: String,
+}
+
+/// The diff of one kind of resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KindDiff {
+    /// Names istiod has and Envoy lacks.
+    pub missing_in_envoy: Vec<String>,
+    /// Names Envoy has and istiod does not.
+    pub extra_in_envoy: Vec<String>,
+    /// Names on both sides whose fields differ.
+    pub changed: BTreeMap<String, Vec<FieldChange>>,
+    /// How many resources match.
+    pub matching: usize,
+}
+
+impl KindDiff {
+    /// Whether both sides agree.
+    pub fn is_empty(&self) -> bool {
+        self.missing_in_envoy.is_empty() && self.extra_in_envoy.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// The whole diff.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Diff {
+    /// Clusters.
+    pub clusters: KindDiff,
+    /// Listeners.
+    pub listeners: KindDiff,
+    /// Routes.
+    pub routes: KindDiff,
+}
+
+impl Diff {
+    /// Whether istiod and Envoy agree on everything.
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty() && self.listeners.is_empty() && self.routes.is_empty()
+    }
+}
+
+/// Errors reading istiod's dump.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// A protobuf payload did not decode.
+    #[error("istiod's config dump: cannot decode {what}: {source}")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// The decoder's error.
+        source: prost::DecodeError,
+    },
+}
+
+fn decode<M: Message + Default>(any: &Any, what: &str) -> Result<M, DiffError> {
+    M::decode(any.value.as_slice()).map_err(|source| DiffError::Decode { what: what.to_string(), source })
+}
+
+fn duration(d: Option<&Duration>) -> String {
+    d.map(|d| seconds_text(d.seconds as f64 + f64::from(d.nanos) / 1e9)).unwrap_or_default()
+}
+
+fn seconds_text(s: f64) -> String {
+    format!("{s}s")
+}
+
+fn json_duration(v: &Value) -> String {
+    v.as_str()
+        .and_then(|s| s.strip_suffix('s'))
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(seconds_text)
+        .unwrap_or_default()
+}
+
+fn socket(a: Option<&Address>) -> String {
+    match a.and_then(|a| a.address.as_ref()) {
+        Some(address::Address::SocketAddress(s)) => {
+            let port = match s.port_specifier {
+                Some(socket_address::PortSpecifier::PortValue(p)) => p.to_string(),
+                Some(socket_address::PortSpecifier::NamedPort(ref n)) => n.clone(),
+                None => "0".to_string(),
+            };
+            format!("{}:{port}", s.address)
+        }
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn json_socket(a: &Value) -> String {
+    let s = &a["socket_address"];
+    if s.is_null() {
+        return if a.is_null() { String::new() } else { a.to_string() };
+    }
+    format!("{}:{}", s["address"].as_str().unwrap_or_default(), s["port_value"].as_u64().unwrap_or(0))
+}
+
+fn istio_metadata(m: Option<&Metadata>, out: &mut BTreeMap<String, String>) {
+    let Some(istio) = m.and_then(|m| m.filter_metadata.get("istio")) else { return };
+    for key in ["config", "subset"] {
+        if let Some(value::Kind::StringValue(s)) = istio.fields.get(key).and_then(|v| v.kind.as_ref()) {
+            out.insert(format!("istio.{key}"), s.clone());
+        }
+    }
+}
+
+fn json_istio_metadata(m: &Value, out: &mut BTreeMap<String, String>) {
+    for key in ["config", "subset"] {
+        if let Some(s) = m["filter_metadata"]["istio"][key].as_str() {
+            out.insert(format!("istio.{key}"), s.to_string());
+        }
+    }
+}
+
+fn cluster_fields(c: &Cluster) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    let kind = match c.cluster_discovery_type {
+        Some(cluster::ClusterDiscoveryType::Type(t)) => {
+            cluster::DiscoveryType::try_from(t).map(|t| t.as_str_name().to_string()).unwrap_or_else(|_| t.to_string())
+        }
+        Some(cluster::ClusterDiscoveryType::ClusterType(ref ct)) => ct.name.clone(),
+        None => "STATIC".to_string(),
+    };
+    f.insert("type".to_string(), kind);
+    f.insert(
+        "lb_policy".to_string(),
+        cluster::LbPolicy::try_from(c.lb_policy).map(|p| p.as_str_name().to_string()).unwrap_or_default(),
+    );
+    f.insert("connect_timeout".to_string(), duration(c.connect_timeout.as_ref()));
+    if let Some(eds) = &c.eds_cluster_config {
+        f.insert("eds_service_name".to_string(), eds.service_name.clone());
+    }
+    if let Some(la) = &c.load_assignment {
+        let mut eps: Vec<String> = la
+            .endpoints
+            .iter()
+            .flat_map(|l| &l.lb_endpoints)
+            .filter_map(|e| match &e.host_identifier {
+                Some(envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(ep)) => {
+                    Some(socket(ep.address.as_ref()))
+                }
+                _ => None,
+            })
+            .collect();
+        eps.sort();
+        f.insert("endpoints".to_string(), eps.join(","));
+    }
+    istio_metadata(c.metadata.as_ref(), &mut f);
+    f
+}
+
+fn json_cluster_fields(c: &Value) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    let kind = c["type"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| c["cluster_type"]["name"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "STATIC".to_string());
+    f.insert("type".to_string(), kind);
+    f.insert("lb_policy".to_string(), c["lb_policy"].as_str().unwrap_or("ROUND_ROBIN").to_string());
+    f.insert("connect_timeout".to_string(), json_duration(&c["connect_timeout"]));
+    if !c["eds_cluster_config"].is_null() {
+        f.insert(
+            "eds_service_name".to_string(),
+            c["eds_cluster_config"]["service_name"].as_str().unwrap_or_default().to_string(),
+        );
+    }
+    if !c["load_assignment"].is_null() {
+        let mut eps: Vec<String> = c["load_assignment"]["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["lb_endpoints"].as_array().cloned().unwrap_or_default())
+            .map(|e| json_socket(&e["endpoint"]["address"]))
+            .collect();
+        eps.sort();
+        f.insert("endpoints".to_string(), eps.join(","));
+    }
+    json_istio_metadata(&c["metadata"], &mut f);
+    f
+}
+
+fn filter_text(name: &str, typed: Option<&Any>) -> String {
+    let Some(any) = typed else { return name.to_string() };
+    if any.type_url == HttpConnectionManager::type_url() {
+        if let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice()) {
+            return match hcm.route_specifier {
+                Some(http_connection_manager::RouteSpecifier::Rds(r)) => format!("{name}(rds={})", r.route_config_name),
+                Some(http_connection_manager::RouteSpecifier::RouteConfig(r)) => format!("{name}(route={})", r.name),
+                _ => name.to_string(),
+            };
+        }
+    } else if any.type_url == TcpProxy::type_url()
+        && let Ok(tcp) = TcpProxy::decode(any.value.as_slice())
+    {
+        return match tcp.cluster_specifier {
+            Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => format!("{name}(cluster={c})"),
+            _ => name.to_string(),
+        };
+    }
+    name.to_string()
+}
+
+fn json_filter_text(f: &Value) -> String {
+    let name = f["name"].as_str().unwrap_or_default();
+    let tc = &f["typed_config"];
+    if let Some(r) = tc["rds"]["route_config_name"].as_str() {
+        return format!("{name}(rds={r})");
+    }
+    if let Some(r) = tc["route_config"]["name"].as_str() {
+        return format!("{name}(route={r})");
+    }
+    if tc["@type"].as_str().is_some_and(|t| t.ends_with("TcpProxy"))
+        && let Some(c) = tc["cluster"].as_str()
+    {
+        return format!("{name}(cluster={c})");
+    }
+    name.to_string()
+}
+
+fn listener_fields(l: &Listener) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    f.insert("address".to_string(), socket(l.address.as_ref()));
+    f.insert("use_original_dst".to_string(), l.use_original_dst.is_some_and(|b| b.value).to_string());
+    f.insert("bind_to_port".to_string(), l.bind_to_port.is_none_or(|b| b.value).to_string());
+    f.insert(
+        "traffic_direction".to_string(),
+        TrafficDirection::try_from(l.traffic_direction).map(|t| t.as_str_name().to_string()).unwrap_or_default(),
+    );
+    for (i, chain) in l.filter_chains.iter().enumerate() {
+        let key =
+            if chain.name.is_empty() { format!("filter_chain[{i}]") } else { format!("filter_chain[{}]", chain.name) };
+        let port = chain
+            .filter_chain_match
+            .as_ref()
+            .and_then(|m| m.destination_port)
+            .map(|p| format!("port={} ", p.value))
+            .unwrap_or_default();
+        let filters: Vec<String> = chain
+            .filters
+            .iter()
+            .map(|flt| match &flt.config_type {
+                Some(filter::ConfigType::TypedConfig(any)) => filter_text(&flt.name, Some(any)),
+                _ => filter_text(&flt.name, None),
+            })
+            .collect();
+        f.insert(key, format!("{port}{}", filters.join(",")));
+    }
+    f
+}
+
+fn json_listener_fields(l: &Value) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    f.insert("address".to_string(), json_socket(&l["address"]));
+    f.insert("use_original_dst".to_string(), l["use_original_dst"].as_bool().unwrap_or(false).to_string());
+    f.insert("bind_to_port".to_string(), l["bind_to_port"].as_bool().unwrap_or(true).to_string());
+    f.insert("traffic_direction".to_string(), l["traffic_direction"].as_str().unwrap_or("UNSPECIFIED").to_string());
+    for (i, chain) in l["filter_chains"].as_array().into_iter().flatten().enumerate() {
+        let key = match chain["name"].as_str() {
+            Some(n) if !n.is_empty() => format!("filter_chain[{n}]"),
+            _ => format!("filter_chain[{i}]"),
+        };
+        let port =
+            chain["filter_chain_match"]["destination_port"].as_u64().map(|p| format!("port={p} ")).unwrap_or_default();
+        let filters: Vec<String> = chain["filters"].as_array().into_iter().flatten().map(json_filter_text).collect();
+        f.insert(key, format!("{port}{}", filters.join(",")));
+    }
+    f
+}
+
+fn route_fields(r: &RouteConfiguration) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    f.insert(
+        "virtual_hosts".to_string(),
+        r.virtual_hosts.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(","),
+    );
+    for vh in &r.virtual_hosts {
+        f.insert(format!("vhost[{}].domains", vh.name), vh.domains.join(","));
+        let routes: Vec<String> = vh
+            .routes
+            .iter()
+            .map(|rt| {
+                let m = match rt.r#match.as_ref().and_then(|m| m.path_specifier.as_ref()) {
+                    Some(route_match::PathSpecifier::Prefix(p)) => format!("prefix={p}"),
+                    Some(route_match::PathSpecifier::Path(p)) => format!("path={p}"),
+                    Some(route_match::PathSpecifier::SafeRegex(r)) => format!("regex={}", r.regex),
+                    Some(other) => format!("{other:?}"),
+                    None => String::new(),
+                };
+                let action = match &rt.action {
+                    Some(route::Action::Route(ra)) => match &ra.cluster_specifier {
+                        Some(route_action::ClusterSpecifier::Cluster(c)) => format!("cluster={c}"),
+                        Some(route_action::ClusterSpecifier::WeightedClusters(w)) => format!(
+                            "weighted={}",
+                            w.clusters
+                                .iter()
+                                .map(|c| format!("{}:{}", c.name, c.weight.map_or(0, |w| w.value)))
+                                .collect::<Vec<_>>()
+                                .join("+")
+                        ),
+                        _ => "route".to_string(),
+                    },
+                    Some(route::Action::Redirect(_)) => "redirect".to_string(),
+                    Some(route::Action::DirectResponse(d)) => format!("direct_response={}", d.status),
+                    _ => String::new(),
+                };
+                let mut md = BTreeMap::new();
+                istio_metadata(rt.metadata.as_ref(), &mut md);
+                let config = md.get("istio.config").map(|c| format!(" config={c}")).unwrap_or_default();
+                format!("{} {m} -> {action}{config}", rt.name)
+            })
+            .collect();
+        f.insert(format!("vhost[{}].routes", vh.name), routes.join("; "));
+    }
+    f
+}
+
+fn json_route_fields(r: &Value) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    let vhosts: Vec<&Value> = r["virtual_hosts"].as_array().map(|v| v.iter().collect()).unwrap_or_default();
+    f.insert(
+        "virtual_hosts".to_string(),
+        vhosts.iter().map(|v| v["name"].as_str().unwrap_or_default()).collect::<Vec<_>>().join(","),
+    );
+    for vh in vhosts {
+        let name = vh["name"].as_str().unwrap_or_default();
+        let domains: Vec<&str> = vh["domains"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        f.insert(format!("vhost[{name}].domains"), domains.join(","));
+        let routes: Vec<String> = vh["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|rt| {
+                let m = &rt["match"];
+                let m = if let Some(p) = m["prefix"].as_str() {
+                    format!("prefix={p}")
+                } else if let Some(p) = m["path"].as_str() {
+                    format!("path={p}")
+                } else if let Some(p) = m["safe_regex"]["regex"].as_str() {
+                    format!("regex={p}")
+                } else {
+                    m.to_string()
+                };
+                let action = if let Some(c) = rt["route"]["cluster"].as_str() {
+                    format!("cluster={c}")
+                } else if let Some(w) = rt["route"]["weighted_clusters"]["clusters"].as_array() {
+                    format!(
+                        "weighted={}",
+                        w.iter()
+                            .map(|c| format!(
+                                "{}:{}",
+                                c["name"].as_str().unwrap_or_default(),
+                                c["weight"].as_u64().unwrap_or(0)
+                            ))
+                            .collect::<Vec<_>>()
+                            .join("+")
+                    )
+                } else if !rt["route"].is_null() {
+                    "route".to_string()
+                } else if !rt["redirect"].is_null() {
+                    "redirect".to_string()
+                } else if let Some(s) = rt["direct_response"]["status"].as_u64() {
+                    format!("direct_response={s}")
+                } else {
+                    String::new()
+                };
+                let config = rt["metadata"]["filter_metadata"]["istio"]["config"]
+                    .as_str()
+                    .map(|c| format!(" config={c}"))
+                    .unwrap_or_default();
+                format!("{} {m} -> {action}{config}", rt["name"].as_str().unwrap_or_default())
+            })
+            .collect();
+        f.insert(format!("vhost[{name}].routes"), routes.join("; "));
+    }
+    f
+}
+
+/// istiod's side, from the `envoy.admin.v3.ConfigDump` protobuf of `istio.io/debug/config_dump`.
+pub fn istiod_side(dump: &[u8]) -> Result<Side, DiffError> {
+    let dump = ConfigDump::decode(dump).map_err(|source| DiffError::Decode { what: "ConfigDump".into(), source })?;
+    let mut side = Side::default();
+    for any in &dump.configs {
+        if any.type_url == ClustersConfigDump::type_url() {
+            let c: ClustersConfigDump = decode(any, "ClustersConfigDump")?;
+            for dc in &c.dynamic_active_clusters {
+                if let Some(a) = &dc.cluster {
+                    let cl: Cluster = decode(a, "Cluster")?;
+                    side.clusters.insert(cl.name.clone(), cluster_fields(&cl));
+                }
+            }
+        } else if any.type_url == ListenersConfigDump::type_url() {
+            let l: ListenersConfigDump = decode(any, "ListenersConfigDump")?;
+            for dl in &l.dynamic_listeners {
+                if let Some(a) = dl.active_state.as_ref().and_then(|s| s.listener.as_ref()) {
+                    let li: Listener = decode(a, "Listener")?;
+                    side.listeners.insert(li.name.clone(), listener_fields(&li));
+                }
+            }
+        } else if any.type_url == RoutesConfigDump::type_url() {
+            let r: RoutesConfigDump = decode(any, "RoutesConfigDump")?;
+            for dr in &r.dynamic_route_configs {
+                if let Some(a) = &dr.route_config {
+                    let rc: RouteConfiguration = decode(a, "RouteConfiguration")?;
+                    side.routes.insert(rc.name.clone(), route_fields(&rc));
+                }
+            }
+        }
+    }
+    Ok(side)
+}
+
+/// Envoy's side, from its `/config_dump` JSON: dynamic active clusters and listeners, dynamic routes.
+pub fn envoy_side(dump: &Value) -> Side {
+    let mut side = Side::default();
+    for config in dump["configs"].as_array().into_iter().flatten() {
+        let ty = config["@type"].as_str().unwrap_or_default();
+        if ty.ends_with(".ClustersConfigDump") {
+            for c in config["dynamic_active_clusters"].as_array().into_iter().flatten() {
+                let c = &c["cluster"];
+                side.clusters.insert(c["name"].as_str().unwrap_or_default().to_string(), json_cluster_fields(c));
+            }
+        } else if ty.ends_with(".ListenersConfigDump") {
+            for l in config["dynamic_listeners"].as_array().into_iter().flatten() {
+                let l = &l["active_state"]["listener"];
+                if !l.is_null() {
+                    side.listeners.insert(l["name"].as_str().unwrap_or_default().to_string(), json_listener_fields(l));
+                }
+            }
+        } else if ty.ends_with(".v3.RoutesConfigDump") {
+            for r in config["dynamic_route_configs"].as_array().into_iter().flatten() {
+                let r = &r["route_config"];
+                side.routes.insert(r["name"].as_str().unwrap_or_default().to_string(), json_route_fields(r));
+            }
+        }
+    }
+    side
+}
+
+fn diff_kind(istiod: &Summaries, envoy: &Summaries) -> KindDiff {
+    let mut d = KindDiff::default();
+    for (name, fields) in istiod {
+        match envoy.get(name) {
+            None => d.missing_in_envoy.push(name.clone()),
+            Some(theirs) => {
+                let mut changes = Vec::new();
+                let keys: std::collections::BTreeSet<&String> = fields.keys().chain(theirs.keys()).collect();
+                for k in keys {
+                    let a = fields.get(k).cloned().unwrap_or_default();
+                    let b = theirs.get(k).cloned().unwrap_or_default();
+                    if a != b {
+                        changes.push(FieldChange { field: k.clone(), istiod: a, envoy: b });
+                    }
+                }
+                if changes.is_empty() {
+                    d.matching += 1;
+                } else {
+                    d.changed.insert(name.clone(), changes);
+                }
+            }
+        }
+    }
+    d.extra_in_envoy = envoy.keys().filter(|n| !istiod.contains_key(*n)).cloned().collect();
+    d
+}
+
+/// Compares the two sides.
+pub fn diff(istiod: &Side, envoy: &Side) -> Diff {
+    Diff {
+        clusters: diff_kind(&istiod.clusters, &envoy.clusters),
+        listeners: diff_kind(&istiod.listeners, &envoy.listeners),
+        routes: diff_kind(&istiod.routes, &envoy.routes),
+    }
+}
+
+/// Renders the diff as text: one section per kind, `-` istiod only, `+` Envoy only, `~` changed.
+pub fn render(d: &Diff) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (title, k) in [("Clusters", &d.clusters), ("Listeners", &d.listeners), ("Routes", &d.routes)] {
+        if k.is_empty() {
+            let _ = writeln!(out, "{title} Match ({})", k.matching);
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{title} Don't Match: {} missing in Envoy, {} only in Envoy, {} changed, {} match",
+            k.missing_in_envoy.len(),
+            k.extra_in_envoy.len(),
+            k.changed.len(),
+            k.matching
+        );
+        for n in &k.missing_in_envoy {
+            let _ = writeln!(out, "  - {n}    (istiod has it, Envoy does not)");
+        }
+        for n in &k.extra_in_envoy {
+            let _ = writeln!(out, "  + {n}    (Envoy has it, istiod does not)");
+        }
+        for (n, changes) in &k.changed {
+            let _ = writeln!(out, "  ~ {n}");
+            for c in changes {
+                let _ = writeln!(out, "      {}: istiod={:?} envoy={:?}", c.field, c.istiod, c.envoy);
+            }
+        }
+    }
+    out
+}
