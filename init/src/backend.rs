@@ -433,11 +433,9 @@ pub fn apply_nft(runner: &dyn Runner, set: &RuleSet, opts: ApplyOptions) -> Resu
         None if !opts.force => Ok(Outcome::Unchanged),
         Some(detail) if !opts.reconcile && !opts.force => Err(ApplyError::DifferentRulesPresent { detail }),
         _ => {
-            let wanted = nft::tables(set);
-            let mut input = String::new();
-            for t in existing.iter().filter(|t| !wanted.contains(t)) {
-                input.push_str(&format!("delete table inet {}\n", t.nft_name()));
-            }
+            // Delete and re-create in one transaction: `flush table` alone would keep stale
+            // (empty) chains and the old chain order.
+            let mut input: String = existing.iter().map(|t| format!("delete table inet {}\n", t.nft_name())).collect();
             input.push_str(&txn);
             run_checked(runner, &Cmd::new("nft", &["-f", "-"]).with_stdin(input))?;
             Ok(Outcome::Replaced)

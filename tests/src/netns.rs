@@ -250,8 +250,14 @@ pub fn original_dst(stream: &TcpStream) -> Result<SocketAddr> {
 
 /// `iptables-save` and `ip6tables-save` of `ns`, without the timestamp comments and counters.
 pub fn iptables_state(ns: &Netns) -> Result<String> {
+    iptables_state_of(ns, "")
+}
+
+/// Like [`iptables_state`] for a flavor: `""` (the system default), `"-legacy"` or `"-nft"`.
+pub fn iptables_state_of(ns: &Netns, flavor: &str) -> Result<String> {
     let mut out = String::new();
-    for tool in ["iptables-save", "ip6tables-save"] {
+    for tool in [format!("iptables{flavor}-save"), format!("ip6tables{flavor}-save")] {
+        let tool = tool.as_str();
         out.push_str(&ns.exec_ok(tool, &[])?);
     }
     Ok(out
