@@ -850,7 +850,7 @@ fn mwc_of(text: &str) -> Result<MutatingWebhookConfiguration> {
 
 /// Istio's own MutatingWebhookConfiguration for `revision`, rendered from its chart template in the
 /// shared conformance data inside a throwaway chart.
-fn istio_reference(revision: &str) -> Result<MutatingWebhookConfiguration> {
+fn istio_reference(revision: &str, by_default: bool) -> Result<MutatingWebhookConfiguration> {
     let template = mesh_tests::shared_dir()?.join("conformance/istio-inject/reference/mutatingwebhook.yaml");
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("templates"))?;
@@ -859,7 +859,7 @@ fn istio_reference(revision: &str) -> Result<MutatingWebhookConfiguration> {
         dir.path().join("values.yaml"),
         format!(
             "revision: {revision:?}\nownerName: \"\"\nistiodRemote: {{injectionPath: /inject, injectionURL: \"\", injectionCABundle: \"\"}}\n\
-             sidecarInjectorWebhook: {{reinvocationPolicy: Never, enableNamespacesByDefault: false}}\n\
+             sidecarInjectorWebhook: {{reinvocationPolicy: Never, enableNamespacesByDefault: {by_default}}}\n\
              sidecarInjectorWebhookAnnotations: {{}}\nglobal: {{resourceScope: all, operatorManageWebhooks: false}}\n"
         ),
     )?;
@@ -899,8 +899,8 @@ fn only(row: &str, mark: char) -> String {
 fn selectors_choose_exactly_what_istio_chooses() {
     let default = mwc_of(&render("mesh", &[]).unwrap()).unwrap();
     let canary = mwc_of(&render("mesh-canary", &["--set", "revision=canary"]).unwrap()).unwrap();
-    let istio_default = istio_reference("").unwrap();
-    let istio_canary = istio_reference("canary").unwrap();
+    let istio_default = istio_reference("", false).unwrap();
+    let istio_canary = istio_reference("canary", false).unwrap();
     for (ours, istio, mark) in [(&default, &istio_default, 'D'), (&canary, &istio_canary, 'C')] {
         let got = decisions(ours, mark).unwrap();
         let istio_got = decisions(istio, mark).unwrap();
@@ -1115,4 +1115,24 @@ fn notes_say_what_to_label_next() {
     let notes = install_notes("mesh-canary", &["--set", "revision=canary"]).unwrap();
     assert!(notes.contains("kubectl label namespace <namespace> istio.io/rev=canary"), "{notes}");
     assert!(!notes.contains("istio-injection=enabled"), "a revision is not selected by istio-injection: {notes}");
+}
+
+#[test]
+fn namespaces_by_default_match_istio() {
+    // webhook.enableNamespacesByDefault (Istio's sidecarInjectorWebhook.enableNamespacesByDefault) adds the
+    // "auto." webhook: every pod of an unlabelled namespace, unless it opts out or names a revision.
+    let ours = mwc_of(&render("mesh", &["--set", "webhook.enableNamespacesByDefault=true"]).unwrap()).unwrap();
+    let istio = istio_reference("", true).unwrap();
+    assert!(ours.webhooks.iter().flatten().any(|w| w.name == "auto.sidecar-injector.istio.io"));
+    let got = decisions(&ours, 'D').unwrap();
+    let istio_got = decisions(&istio, 'D').unwrap();
+    for (i, (name, _, _)) in EXPECTED.iter().enumerate() {
+        if mesh_core::names::IGNORED_NAMESPACES.contains(name) {
+            assert_eq!(got[i], "-------", "namespace {name} is never injected");
+        } else {
+            assert_eq!(got[i], istio_got[i], "namespace {name} (columns: {:?})", pod_names());
+        }
+    }
+    let unlabelled = EXPECTED.iter().position(|(n, _, _)| *n == "unlabelled").unwrap();
+    assert_eq!(got[unlabelled], "D-DD---", "columns: {:?}", pod_names());
 }
