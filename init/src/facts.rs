@@ -47,10 +47,12 @@ pub fn parse_resolv_conf(text: &str) -> (Vec<String>, Vec<String>) {
         if words.next() != Some("nameserver") {
             continue;
         }
-        match words.next().map(|w| w.split('%').next().unwrap_or(w)).and_then(|w| w.parse::<IpAddr>().ok()) {
-            Some(IpAddr::V4(a)) => v4.push(a.to_string()),
-            Some(IpAddr::V6(a)) => v6.push(a.to_string()),
-            None => {}
+        // Kept as written (as Istio does), without an IPv6 zone.
+        let Some(word) = words.next().map(|w| w.split('%').next().unwrap_or(w)) else { continue };
+        match word.parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => v4.push(word.to_owned()),
+            Ok(IpAddr::V6(_)) => v6.push(word.to_owned()),
+            Err(_) => {}
         }
     }
     (v4, v6)
@@ -120,10 +122,10 @@ mod tests {
     #[test]
     fn resolv_conf_servers_split_by_family() {
         let (v4, v6) = parse_resolv_conf(
-            "# comment\nsearch default.svc.cluster.local\nnameserver 10.96.0.10\nnameserver fd00::a\nnameserver fe80::1%eth0\noptions ndots:5\nnameserver bogus\n",
+            "# comment\nsearch default.svc.cluster.local\nnameserver 10.96.0.10\nnameserver fd00::a\nnameserver ::127.0.0.53\nnameserver fe80::1%eth0\noptions ndots:5\nnameserver bogus\n",
         );
         assert_eq!(v4, vec!["10.96.0.10"]);
-        assert_eq!(v6, vec!["fd00::a", "fe80::1"]);
+        assert_eq!(v6, vec!["fd00::a", "::127.0.0.53", "fe80::1"]);
     }
 
     #[test]

@@ -419,12 +419,7 @@ pub fn build(cfg: &CaptureConfig, facts: &Facts) -> Result<RuleSet, RulesError> 
 
     b.append(Nat, Output, "-j ISTIO_OUTPUT", "counter jump istio-output");
     for p in ports_of(&out_exclude) {
-        b.append(
-            Nat,
-            IstioOutput,
-            &format!("-p tcp --dport {p} -j RETURN"),
-            &format!("meta l4proto tcp tcp dport {p} counter return"),
-        );
+        b.append(Nat, IstioOutput, &format!("-p tcp --dport {p} -j RETURN"), &format!("tcp dport {p} counter return"));
     }
     // Envoy's inbound passthrough connections to the app come from 127.0.0.6 / ::6.
     b.versioned(&pass4, &pass6, Nat, IstioOutput, |src, ip| {

@@ -3,8 +3,9 @@
 //! a recording runner, so the transcript (saves, restore inputs, saves) is what Istio's stub records.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use mesh_core::capture::CaptureConfig;
 use mesh_init::backend::{self, ApplyOptions, Flavor};
 use mesh_init::command::Recorder;
@@ -34,9 +35,8 @@ fn strings(v: Option<&Value>) -> Vec<String> {
     }
 }
 
-fn load_cases() -> Result<Vec<Case>> {
-    let dir = mesh_tests::shared_dir()?.join("conformance/istio-iptables");
-    let text = std::fs::read_to_string(dir.join("cases.yaml")).context("reading cases.yaml")?;
+fn load_cases(path: &Path) -> Result<Vec<Case>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let doc: Value = serde_saphyr::from_str(&text).context("parsing cases.yaml")?;
     let base = doc["base_config"].as_object().context("base_config")?.clone();
     let mut out = Vec::new();
@@ -92,7 +92,7 @@ fn diff(want: &str, got: &str) -> String {
 #[test]
 fn istio_iptables_and_nftables_goldens() -> Result<()> {
     let dir = mesh_tests::shared_dir()?.join("conformance/istio-iptables");
-    let cases = load_cases()?;
+    let cases = load_cases(&dir.join("cases.yaml"))?;
     let total = cases.len();
     let (mut ipt_ok, mut nft_ok) = (0, 0);
     let mut failures = Vec::new();
@@ -120,6 +120,36 @@ fn istio_iptables_and_nftables_goldens() -> Result<()> {
     }
     if !failures.is_empty() {
         bail!("{} golden mismatches:\n{}", failures.len(), failures.join("\n"));
+    }
+    Ok(())
+}
+
+/// mesh-init's own golden cases (tests/tests/init_golden): combinations the shared cases do not
+/// cover. `UPDATE_GOLDEN=1` rewrites the files.
+#[test]
+fn project_goldens() -> Result<()> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/init_golden");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let cases = load_cases(&dir.join("cases.yaml"))?;
+    ensure!(!cases.is_empty(), "no cases in {}", dir.display());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let set = rules::build(&case.cfg, &case.facts)?;
+        for (kind, got) in [("iptables", iptables_transcript(case)?), ("nft", rules::nft::transaction(&set))] {
+            let path = dir.join(format!("{}.{kind}.golden", case.name));
+            if update {
+                std::fs::write(&path, format!("{}\n", got.trim()))?;
+                continue;
+            }
+            let want = std::fs::read_to_string(&path)
+                .with_context(|| format!("{} (run with UPDATE_GOLDEN=1 to create it)", path.display()))?;
+            if want.trim() != got.trim() {
+                failures.push(format!("{kind} {}: {}", case.name, diff(want.trim(), got.trim())));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{} golden mismatches (UPDATE_GOLDEN=1 to accept):\n{}", failures.len(), failures.join("\n"));
     }
     Ok(())
 }
