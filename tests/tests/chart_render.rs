@@ -1054,6 +1054,14 @@ fn deployment_args_parse_with_the_webhooks_own_flags() {
             }
         }
     }
+    // IPv6 and dual-stack clusters bind [::].
+    let docs = documents(&render("mesh", &["--set", "webhook.listenAddress=[::]"]).unwrap()).unwrap();
+    let deploy: Deployment = one(&docs, "Deployment").unwrap();
+    let c = deploy.spec.unwrap().template.spec.unwrap().containers.remove(0);
+    let args =
+        mesh_webhook::Args::try_parse_from(std::iter::once("mesh-webhook".to_string()).chain(c.args.unwrap())).unwrap();
+    assert!(args.listen.is_ipv6() && args.listen.ip().is_unspecified(), "{}", args.listen);
+    assert!(args.health_listen.is_ipv6(), "{}", args.health_listen);
 }
 
 #[test]
