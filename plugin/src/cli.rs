@@ -27,6 +27,8 @@ pub enum Command {
     ProxyStatus(Box<crate::proxy_status::ProxyStatusArgs>),
     /// Explain Envoy's routing for a pod, or trace one request through it (`--to`).
     Explain(Box<crate::explain::command::ExplainArgs>),
+    /// Inject the sidecar into manifests offline, like `istioctl kube-inject`.
+    Inject(crate::inject::InjectArgs),
 }
 
 /// Runs a parsed command line, writing its output to `out`; returns the exit code.
@@ -38,5 +40,6 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
         }
         Command::ProxyStatus(args) => crate::proxy_status::run(*args, out),
         Command::Explain(args) => crate::explain::command::run(*args, out),
+        Command::Inject(args) => crate::inject::run(args, out),
     }
 }

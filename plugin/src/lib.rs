@@ -7,5 +7,6 @@ pub mod cli;
 pub mod config_dump;
 pub mod proxy_status;
 pub mod explain;
+pub mod inject;
 
 pub use cli::{Cli, run};
