@@ -295,6 +295,7 @@ fn plan(
         proxy_config,
         proxy_uid: id("runAsUser"),
         proxy_gid: id("runAsGroup"),
+        service_account: pod.pointer("/spec/serviceAccountName").and_then(Value::as_str),
     };
     let hold = ctx.hold_application();
     let rendered = ctx.render(&cluster_id, &network);
@@ -425,6 +426,9 @@ fn plan(
         labels.insert(annotations::TOPOLOGY_NETWORK.into(), json!(network));
     }
     annotations.insert(names::SIDECAR_STATUS.into(), json!(status.to_annotation()));
+    for (k, v) in &cfg.injected_annotations {
+        annotations.insert(k.clone(), json!(v));
+    }
 
     // Order: istio-proxy last (first when the app waits for it); native: init, proxy, then the rest.
     move_to(&mut containers, names::CONTAINER_PROXY, hold);

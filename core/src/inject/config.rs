@@ -85,6 +85,10 @@ pub struct InjectConfig {
     pub proxy_metadata: BTreeMap<String, String>,
     /// Merge the app's Prometheus annotations into the agent's (`prometheus.io/*` on port 15020).
     pub enable_prometheus_merge: bool,
+    /// Mount the `istio.<service account>` Secret at `/etc/certs/` in the proxy.
+    pub mount_mtls_certs: bool,
+    /// Annotations added to every injected pod (they win over the pod's).
+    pub injected_annotations: BTreeMap<String, String>,
     /// Rewrite HTTP, TCP and gRPC probes to the agent (`:15020/app-health/...`).
     #[serde(rename = "rewriteAppHTTPProbe")]
     pub rewrite_app_http_probe: bool,
@@ -126,6 +130,8 @@ impl Default for InjectConfig {
             trust_bundle_name: String::new(),
             proxy_metadata: BTreeMap::new(),
             enable_prometheus_merge: true,
+            mount_mtls_certs: false,
+            injected_annotations: BTreeMap::new(),
             rewrite_app_http_probe: true,
         }
     }

@@ -30,6 +30,8 @@ pub struct Context<'a> {
     pub proxy_config: Map<String, Value>,
     /// The UID and GID from a user-supplied `istio-proxy`'s securityContext.
     pub proxy_uid: Option<i64>,
+    /// The pod's `spec.serviceAccountName`.
+    pub service_account: Option<&'a str>,
     /// See `proxy_uid`.
     pub proxy_gid: Option<i64>,
 }
@@ -526,6 +528,9 @@ impl Context<'_> {
         }
         out.push(m("istio-envoy", "/etc/istio/proxy"));
         out.push(m("istio-token", "/var/run/secrets/tokens"));
+        if self.cfg.mount_mtls_certs {
+            out.push(json!({"mountPath": "/etc/certs/", "name": "istio-certs", "readOnly": true}));
+        }
         out.push(m("istio-podinfo", "/etc/istio/pod"));
         out.extend(named_entries(self.ann(USER_VOLUME_MOUNT)));
         out
@@ -554,6 +559,12 @@ impl Context<'_> {
             out.push(json!({"name": "istiod-ca-cert", "configMap": {"name": name}}));
         }
         out.push(json!({"name": "istio-ca-crl", "configMap": {"name": "istio-ca-crl", "optional": true}}));
+        if cfg.mount_mtls_certs {
+            let account = self.service_account.filter(|a| !a.is_empty()).unwrap_or("default");
+            out.push(
+                json!({"name": "istio-certs", "secret": {"optional": true, "secretName": format!("istio.{account}")}}),
+            );
+        }
         out.extend(named_entries(self.ann(USER_VOLUME)));
         out
     }
@@ -673,23 +684,23 @@ fn exclude_inbound_port(port: &str, excluded: &str) -> String {
     out.join(",")
 }
 
-/// Istio's `appendMultusNetwork`: adds `default/istio-cni` to a Multus networks annotation.
+/// Istio's `appendMultusNetwork`: adds `default/istio-cni` to a Multus networks annotation (a comma
+/// list or a JSON list), unless it is there already.
 fn append_multus_network(existing: &str) -> String {
     const NET: &str = "default/istio-cni";
-    let existing = existing.trim();
     if existing.is_empty() {
         return NET.into();
     }
-    if existing.starts_with('[') {
-        if let Ok(Value::Array(mut list)) = serde_json::from_str::<Value>(existing) {
-            if !list.iter().any(|n| n.get("name").and_then(Value::as_str) == Some("istio-cni")) {
-                list.push(json!({"name": "istio-cni", "namespace": "default"}));
-            }
-            return Value::Array(list).to_string();
+    if let Some(i) = existing.rfind(']') {
+        let Ok(networks) = serde_json::from_str::<Vec<Map<String, Value>>>(existing) else {
+            return existing.into();
+        };
+        if networks.iter().any(|n| n.get("name").and_then(Value::as_str) == Some(NET)) {
+            return existing.into();
         }
-        return existing.into();
+        return format!("{}, {{\"name\": \"{NET}\"}}]", &existing[..i]);
     }
-    if existing.split(',').any(|n| n.trim() == NET || n.trim() == "istio-cni") {
+    if existing.split(',').any(|n| n.trim() == NET) {
         return existing.into();
     }
     format!("{existing}, {NET}")
@@ -769,6 +780,7 @@ mod tests {
         assert_eq!(append_multus_network(""), "default/istio-cni");
         assert_eq!(append_multus_network("a/b"), "a/b, default/istio-cni");
         assert_eq!(append_multus_network("a/b, default/istio-cni"), "a/b, default/istio-cni");
+        assert_eq!(append_multus_network(r#"[{"name": "a"}]"#), r#"[{"name": "a"}, {"name": "default/istio-cni"}]"#);
     }
 
     #[test]
