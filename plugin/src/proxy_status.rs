@@ -9,6 +9,8 @@ pub mod diff;
 pub mod fetch;
 pub mod model;
 pub mod render;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -207,8 +209,14 @@ async fn status_once(
     Ok((report, code))
 }
 
+/// The status annotation or an `istio-proxy` container (regular or native sidecar), read from the
+/// typed pod (no conversion: this runs for every pod in the cluster).
 fn injected(p: &Pod) -> bool {
-    serde_json::to_value(p).map(|v| model::is_injected(&v)).unwrap_or(false)
+    let annotated = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(mesh_core::names::SIDECAR_STATUS));
+    let proxy =
+        |cs: &[k8s_openapi::api::core::v1::Container]| cs.iter().any(|c| c.name == mesh_core::names::CONTAINER_PROXY);
+    annotated
+        || p.spec.as_ref().is_some_and(|s| proxy(&s.containers) || s.init_containers.as_deref().is_some_and(proxy))
 }
 
 /// One istiod's syncz: HTTP on 15014 through a port-forward, else the xDS debug type on 15010.

@@ -274,16 +274,6 @@ impl InjectedPod {
     }
 }
 
-/// Whether a pod (as JSON) is injected: the `sidecar.istio.io/status` annotation or an `istio-proxy`
-/// container (regular or native sidecar).
-pub fn is_injected(pod: &serde_json::Value) -> bool {
-    let annotated = pod["metadata"]["annotations"].get(mesh_core::names::SIDECAR_STATUS).is_some();
-    let has_proxy = ["containers", "initContainers"].iter().any(|k| {
-        pod["spec"][*k].as_array().is_some_and(|cs| cs.iter().any(|c| c["name"] == mesh_core::names::CONTAINER_PROXY))
-    });
-    annotated || has_proxy
-}
-
 /// An istiod that was asked, and how it went.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IstiodResult {

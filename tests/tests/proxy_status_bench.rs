@@ -1,0 +1,87 @@
+//! Benchmark (not a timed test): end-to-end wall time of `kubectl-mesh proxy-status -A` against the
+//! test servers with 1,000 and 10,000 proxies in istiod's syncz (each with its injected pod in the
+//! API server). Prints the times; asserts only that every proxy is reported. Goals: < 1 s and < 5 s.
+//!
+//! The 10,000 case runs with `--run-ignored all` (it needs a few seconds of setup):
+//! `cargo nextest run -p mesh-tests --test proxy_status_bench --run-ignored all --no-capture`
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mesh_tests::apiserver::TestApiServer;
+use mesh_tests::sidecar::SidecarSpec;
+use mesh_tests::xds::{DiscoveryServer, Scenario};
+use serde_json::json;
+
+fn plugin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MESH_PLUGIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let debug = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+    let bin = debug.join("kubectl-mesh");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-q", "-p", "kubectl-mesh", "--bin", "kubectl-mesh"])
+        .current_dir(mesh_tests::tools::repo_root())
+        .status()
+        .expect("running cargo build -p kubectl-mesh");
+    assert!(status.success(), "cargo build -p kubectl-mesh failed");
+    bin
+}
+
+async fn bench(proxies: usize) {
+    let istiod = DiscoveryServer::start_named("istiod-bench", Scenario::default()).await.unwrap();
+    istiod.add_simulated_proxies("bench", proxies);
+    let api = TestApiServer::start().unwrap();
+    api.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})).unwrap();
+    api.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})).unwrap();
+    api.put(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "istiod-bench", "namespace": "istio-system", "labels": {"app": "istiod"}},
+        "spec": {"containers": [{"name": "discovery", "image": "istio/pilot"}]},
+        "status": {"phase": "Running"}}))
+        .unwrap();
+    api.map_pod_port("istio-system", "istiod-bench", 15014, istiod.debug_addr());
+    api.map_pod_port("istio-system", "istiod-bench", 15010, istiod.xds_addr());
+    for i in 0..proxies {
+        let octets = u32::try_from(i).unwrap().to_be_bytes();
+        let spec = SidecarSpec::new(&format!("sim-{i}"), "bench", Ipv4Addr::new(10, octets[1], octets[2], octets[3]));
+        api.put(spec.pod_object()).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).unwrap();
+    let bin = plugin();
+
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let out = tokio::process::Command::new(&bin)
+            .args(["proxy-status", "-A", "--timeout", "60s", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(120), out).await.unwrap().unwrap();
+        times.push(started.elapsed());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.lines().filter(|l| l.contains("SYNCED (")).count(), proxies, "every proxy is reported");
+    }
+    times.sort();
+    println!(
+        "proxy-status -A, {proxies} proxies in syncz + {proxies} injected pods: best {:?}, median {:?} (3 runs)",
+        times[0], times[1]
+    );
+}
+
+#[tokio::test]
+async fn proxy_status_1000_proxies() {
+    bench(1_000).await;
+}
+
+#[tokio::test]
+#[ignore = "benchmark with 10,000 proxies; run with --run-ignored all"]
+async fn proxy_status_10000_proxies() {
+    bench(10_000).await;
+}
