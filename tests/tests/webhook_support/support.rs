@@ -257,13 +257,22 @@ pub enum Sent {
 }
 
 impl Conn {
-    /// Opens a connection.
+    /// Opens a connection to `localhost`.
     pub async fn open(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> anyhow::Result<Conn> {
+        Self::open_as(addr, config, "localhost").await
+    }
+
+    /// Opens a connection, verifying the certificate for `server_name`.
+    pub async fn open_as(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> anyhow::Result<Conn> {
         let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr)).await??;
         tcp.set_nodelay(true)?;
         let tls = tokio::time::timeout(
             Duration::from_secs(10),
-            tokio_rustls::TlsConnector::from(config).connect(ServerName::try_from("localhost")?, tcp),
+            tokio_rustls::TlsConnector::from(config).connect(ServerName::try_from(server_name.to_string())?, tcp),
         )
         .await??;
         let peer_cert =
