@@ -276,6 +276,24 @@ pub fn nft_state(ns: &Netns) -> Result<String> {
     ns.exec_ok("nft", &["list", "ruleset"])
 }
 
+/// `text` with nft counter values removed (`counter packets 3 bytes 180` -> `counter`): stray
+/// packets (IPv6 neighbour discovery, FINs of closed test connections) change them, not the rules.
+pub fn without_counters(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.find("counter packets ") {
+            Some(i) => {
+                let rest = &l[i + "counter packets ".len()..];
+                let after: Vec<&str> = rest.splitn(4, ' ').collect();
+                // after = [N, "bytes", M, rest...]
+                let tail = after.get(3).copied().unwrap_or("");
+                format!("{}counter {tail}", &l[..i]).trim_end().to_owned()
+            }
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `ip rule` of both families in `ns`.
 pub fn ip_rules(ns: &Netns) -> Result<String> {
     Ok(ns.exec_ok("ip", &["-4", "rule", "show"])? + &ns.exec_ok("ip", &["-6", "rule", "show"])?)

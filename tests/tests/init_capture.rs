@@ -89,7 +89,7 @@ fn scenario(nft: bool, v6: bool, tproxy: bool, subnet: u8) -> Result<()> {
     }
     pod.exec_ok(bin.to_str().context("binary path")?, &args)?;
     let state = |()| -> Result<String> {
-        let rules = if nft { netns::nft_state(pod)? } else { netns::iptables_state(pod)? };
+        let rules = if nft { netns::without_counters(&netns::nft_state(pod)?) } else { netns::iptables_state(pod)? };
         Ok(rules + &netns::ip_rules(pod)?)
     };
     let applied = state(())?;
@@ -126,7 +126,7 @@ fn scenario(nft: bool, v6: bool, tproxy: bool, subnet: u8) -> Result<()> {
     let c = connect_as(peer, SocketAddr::new(pair.pod_addr(v6), 8081), 0, 0)?;
     landed_on(("app:8081", &l.app_excluded), &[("15006", &l.inbound)], c.local_addr()?).context("-d 8081")?;
 
-    // Idempotency: a second apply succeeds and changes nothing (rules, counters, ip rules).
+    // Idempotency: a second apply succeeds and changes nothing (rules, ip rules).
     let before = state(())?;
     pod.exec_ok(bin.to_str().context("binary path")?, &args)?;
     let after = state(())?;
@@ -174,4 +174,15 @@ fn nftables_ipv4_tproxy() -> Result<()> {
 #[test]
 fn nftables_ipv6_tproxy() -> Result<()> {
     scenario(true, true, true, 18)
+}
+
+#[test]
+fn nft_counters_are_ignored_but_rules_are_not() {
+    let a = "\t\tmeta l4proto tcp counter packets 3 bytes 180 jump istio-inbound\n\t\tcounter packets 0 bytes 0 return";
+    let b =
+        "\t\tmeta l4proto tcp counter packets 9 bytes 999 jump istio-inbound\n\t\tcounter packets 1 bytes 60 return";
+    assert_eq!(netns::without_counters(a), netns::without_counters(b));
+    assert_eq!(netns::without_counters(a), "\t\tmeta l4proto tcp counter jump istio-inbound\n\t\tcounter return");
+    let c = "\t\tmeta l4proto tcp counter packets 3 bytes 180 jump istio-tproxy";
+    assert_ne!(netns::without_counters(a.lines().next().unwrap_or_default()), netns::without_counters(c));
 }
