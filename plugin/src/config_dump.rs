@@ -102,18 +102,21 @@ pub struct Node {
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
-/// Metadata of a resource: `filter_metadata` by filter name.
+/// Metadata of a resource: `filter_metadata` by filter name, keeping the string values only (the
+/// ones provenance needs: `istio.config`, `istio.workload`, `istio.subset`, `tlsMode`), which keeps
+/// large dumps small in memory.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Metadata {
-    /// Values by filter name, e.g. `istio` → `{config, subset, workload, services}`.
-    pub filter_metadata: BTreeMap<String, serde_json::Value>,
+    /// String values by filter name, then key, e.g. `istio` → `config` → `/apis/...`.
+    #[serde(deserialize_with = "number::string_maps")]
+    pub filter_metadata: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Metadata {
     /// A string under `filter_metadata.<filter>.<key>`.
     pub fn string(&self, filter: &str, key: &str) -> Option<&str> {
-        self.filter_metadata.get(filter)?.get(key)?.as_str()
+        self.filter_metadata.get(filter)?.get(key).map(String::as_str)
     }
 
     /// `filter_metadata.istio.config`: the Istio object behind the resource, as an API path.
@@ -194,6 +197,36 @@ impl ConfigDump {
             serde_saphyr::from_str(text).map_err(|e| ConfigDumpError::Yaml(e.to_string()))?
         };
         raw.into_model()
+    }
+
+    /// Parses a dump from a reader without holding its whole text in memory (JSON is streamed;
+    /// YAML is read in full first).
+    pub fn from_reader(reader: impl std::io::Read) -> Result<ConfigDump, ConfigDumpError> {
+        use std::io::BufRead as _;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
+        let is_json = loop {
+            let buf = reader.fill_buf().map_err(serde_json::Error::io)?;
+            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+                Some(i) => {
+                    let first = buf[i];
+                    reader.consume(i);
+                    break first == b'{';
+                }
+                None if buf.is_empty() => break false,
+                None => {
+                    let n = buf.len();
+                    reader.consume(n);
+                }
+            }
+        };
+        if is_json {
+            let raw: raw::Dump = serde_json::from_reader(reader)?;
+            raw.into_model()
+        } else {
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut text).map_err(serde_json::Error::io)?;
+            ConfigDump::parse(&text)
+        }
     }
 
     /// Builds name lookups over the static and active resources.

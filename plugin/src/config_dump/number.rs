@@ -42,3 +42,32 @@ pub(crate) fn one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) 
         Some(OneOrMany::One(x)) => vec![x],
     })
 }
+
+/// `filter_metadata`: a map of maps, keeping only the string values of the inner maps.
+pub(crate) fn string_maps<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        String(String),
+        Other(serde::de::IgnoredAny),
+    }
+    let raw: Option<std::collections::BTreeMap<String, Option<std::collections::BTreeMap<String, Scalar>>>> =
+        Option::deserialize(d)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(filter, values)| {
+            let strings = values
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| match v {
+                    Scalar::String(s) => Some((k, s)),
+                    Scalar::Other(_) => None,
+                })
+                .collect();
+            (filter, strings)
+        })
+        .collect())
+}

@@ -100,3 +100,15 @@ fn bad_input_names_the_problem() {
     .to_string();
     assert!(err.contains("\"x\" is not a number"), "{err}");
 }
+
+#[test]
+fn reader_and_slice_agree() {
+    for name in ["istioctl-endpoint-configdump.json", "istioctl-authz-sidecar-listeners.yaml"] {
+        let bytes = fixture(name);
+        let from_slice = ConfigDump::parse(&bytes).unwrap();
+        let from_reader = ConfigDump::from_reader(&bytes[..]).unwrap();
+        assert_eq!(from_slice, from_reader, "{name}");
+    }
+    let err = ConfigDump::from_reader(&b"  {\"configs\": [}"[..]).unwrap_err().to_string();
+    assert!(err.contains("JSON"), "{err}");
+}

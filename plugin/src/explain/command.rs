@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use std::io::Write as _;
+
 use anyhow::Context;
 use clap::Args;
 
@@ -75,9 +77,9 @@ pub fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8
     };
     let report = match &args.file {
         Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading config dump {}", path.display()))?;
-            let dump = ConfigDump::parse(&bytes).with_context(|| format!("reading config dump {}", path.display()))?;
-            drop(bytes);
+            let file = std::fs::File::open(path).with_context(|| format!("reading config dump {}", path.display()))?;
+            let dump =
+                ConfigDump::from_reader(file).with_context(|| format!("reading config dump {}", path.display()))?;
             let capture = match &args.pod_file {
                 Some(p) => {
                     let text = std::fs::read_to_string(p).with_context(|| format!("reading pod {}", p.display()))?;
@@ -98,7 +100,15 @@ pub fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8
     };
     let color =
         args.output == Format::Text && anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never;
-    out.write_all(render_report(&report, args.output, color)?.as_bytes())?;
+    if args.output == Format::Json {
+        // Streamed: a whole-pod report of a large dump need not exist twice in memory.
+        let mut w = std::io::BufWriter::new(&mut *out);
+        serde_json::to_writer_pretty(&mut w, &report)?;
+        w.write_all(b"\n")?;
+        w.flush()?;
+    } else {
+        out.write_all(render_report(&report, args.output, color)?.as_bytes())?;
+    }
     Ok(if problem(&report) { EXIT_PROBLEM } else { EXIT_OK })
 }
 
