@@ -136,6 +136,15 @@ pub enum ApplyError {
         /// Its error output.
         stderr: String,
     },
+    /// `--force-iptables-binary` names something else than an iptables flavor.
+    #[error(
+        "invalid value for --force-iptables-binary (FORCE_IPTABLES_BINARY): {value:?}: \
+         use iptables-legacy, iptables-nft or iptables"
+    )]
+    UnknownBinary {
+        /// The value as given.
+        value: String,
+    },
     /// A command could not be started.
     #[error(transparent)]
     Command(CommandError),
@@ -216,6 +225,17 @@ pub fn check_capabilities(status: &str, need_raw: bool) -> Result<(), ApplyError
     })
 }
 
+/// Parses `--force-iptables-binary`: `None` when unset or empty (detect).
+pub fn parse_forced(forced: Option<&str>) -> Result<Option<Flavor>, ApplyError> {
+    match forced.map(str::trim) {
+        Some("iptables-legacy" | "legacy") => Ok(Some(Flavor::Legacy)),
+        Some("iptables-nft" | "nft") => Ok(Some(Flavor::Nft)),
+        Some("iptables") => Ok(Some(Flavor::Default)),
+        Some("") | None => Ok(None),
+        Some(other) => Err(ApplyError::UnknownBinary { value: other.to_owned() }),
+    }
+}
+
 /// The detected iptables flavor, with the dumps read while detecting (reused as the state
 /// before applying, to save process starts).
 #[derive(Debug, Clone)]
@@ -230,19 +250,7 @@ pub struct Detected {
 /// already holds rules, else nft if it does; with no rules anywhere, nft (the modern default) when
 /// its tools work, else legacy. Each candidate is probed by dumping its tables.
 pub fn detect(runner: &dyn Runner, forced: Option<&str>) -> Result<Detected, ApplyError> {
-    let forced = match forced.map(str::trim) {
-        Some("iptables-legacy" | "legacy") => Some(Flavor::Legacy),
-        Some("iptables-nft" | "nft") => Some(Flavor::Nft),
-        Some("iptables") => Some(Flavor::Default),
-        Some("") | None => None,
-        Some(other) => {
-            return Err(ApplyError::Failed {
-                command: "--force-iptables-binary".into(),
-                status: 64,
-                stderr: format!("{other:?} is not iptables, iptables-legacy or iptables-nft"),
-            });
-        }
-    };
+    let forced = parse_forced(forced)?;
     if let Some(flavor) = forced {
         return Ok(Detected { flavor, saved: None });
     }

@@ -29,7 +29,12 @@ pub struct Failure {
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Failure {
-        Failure { code: EX_FAILURE, error: e.into() }
+        let error = e.into();
+        let code = match error.downcast_ref::<backend::ApplyError>() {
+            Some(backend::ApplyError::UnknownBinary { .. }) => EX_USAGE,
+            _ => EX_FAILURE,
+        };
+        Failure { code, error }
     }
 }
 
@@ -67,6 +72,7 @@ pub fn execute(cfg: &CaptureConfig, runner: &dyn Runner, out: &mut dyn Write) ->
             Ok((Backend::Iptables(d.flavor), d.saved))
         }
     };
+    backend::parse_forced(cfg.force_iptables_binary.as_deref())?;
     let check_caps = || -> Result<(), backend::ApplyError> {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         backend::check_capabilities(&status, !cfg.native_nftables)

@@ -29,6 +29,9 @@ fn bad_flags_exit_64_naming_the_flag() {
         assert_eq!(out.status.code(), Some(64), "{args:?}: {}", text(&out.stderr));
         assert!(text(&out.stderr).contains(needle), "{args:?}: {}", text(&out.stderr));
     }
+    let out = mesh_init(&["--force-iptables-binary=ipfw"], &[]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--force-iptables-binary (FORCE_IPTABLES_BINARY): \"ipfw\""));
     let out = mesh_init(&["--dry-run"], &[("INBOUND_INTERCEPTION_MODE", "BOGUS")]);
     assert_eq!(out.status.code(), Some(64));
     assert!(text(&out.stderr).contains("env INBOUND_INTERCEPTION_MODE"), "{}", text(&out.stderr));
