@@ -14,45 +14,43 @@ use mesh_tests::sidecar::SidecarSpec;
 use mesh_tests::xds::{DiscoveryServer, Scenario};
 use serde_json::json;
 
-fn plugin() -> PathBuf {
+fn plugin() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("MESH_PLUGIN") {
-        return PathBuf::from(p);
+        return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    let debug = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+    let exe = std::env::current_exe()?;
+    let debug = exe.parent().and_then(|d| d.parent()).ok_or_else(|| anyhow::anyhow!("no target dir"))?.to_path_buf();
     let bin = debug.join("kubectl-mesh");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .args(["build", "-q", "-p", "kubectl-mesh", "--bin", "kubectl-mesh"])
         .current_dir(mesh_tests::tools::repo_root())
-        .status()
-        .expect("running cargo build -p kubectl-mesh");
-    assert!(status.success(), "cargo build -p kubectl-mesh failed");
-    bin
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo build -p kubectl-mesh failed: {status}");
+    Ok(bin)
 }
 
-async fn bench(proxies: usize) {
-    let istiod = DiscoveryServer::start_named("istiod-bench", Scenario::default()).await.unwrap();
+async fn bench(proxies: usize) -> anyhow::Result<()> {
+    let istiod = DiscoveryServer::start_named("istiod-bench", Scenario::default()).await?;
     istiod.add_simulated_proxies("bench", proxies);
-    let api = TestApiServer::start().unwrap();
-    api.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})).unwrap();
-    api.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})).unwrap();
+    let api = TestApiServer::start()?;
+    api.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}))?;
+    api.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}))?;
     api.put(json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "istiod-bench", "namespace": "istio-system", "labels": {"app": "istiod"}},
         "spec": {"containers": [{"name": "discovery", "image": "istio/pilot"}]},
-        "status": {"phase": "Running"}}))
-        .unwrap();
+        "status": {"phase": "Running"}}))?;
     api.map_pod_port("istio-system", "istiod-bench", 15014, istiod.debug_addr());
     api.map_pod_port("istio-system", "istiod-bench", 15010, istiod.xds_addr());
     for i in 0..proxies {
-        let octets = u32::try_from(i).unwrap().to_be_bytes();
+        let octets = u32::try_from(i)?.to_be_bytes();
         let spec = SidecarSpec::new(&format!("sim-{i}"), "bench", Ipv4Addr::new(10, octets[1], octets[2], octets[3]));
-        api.put(spec.pod_object()).unwrap();
+        api.put(spec.pod_object())?;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig).unwrap();
-    let bin = plugin();
+    api.write_kubeconfig(&kubeconfig)?;
+    let bin = plugin()?;
 
     let mut times = Vec::new();
     for _ in 0..3 {
@@ -62,26 +60,28 @@ async fn bench(proxies: usize) {
             .arg(&kubeconfig)
             .kill_on_drop(true)
             .output();
-        let out = tokio::time::timeout(Duration::from_secs(120), out).await.unwrap().unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(120), out).await??;
         times.push(started.elapsed());
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(stdout.lines().filter(|l| l.contains("SYNCED (")).count(), proxies, "every proxy is reported");
+        anyhow::ensure!(out.status.code() == Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let reported = stdout.lines().filter(|l| l.contains("SYNCED (")).count();
+        anyhow::ensure!(reported == proxies, "{reported} of {proxies} proxies reported");
     }
     times.sort();
     println!(
         "proxy-status -A, {proxies} proxies in syncz + {proxies} injected pods: best {:?}, median {:?} (3 runs)",
         times[0], times[1]
     );
+    Ok(())
 }
 
 #[tokio::test]
 async fn proxy_status_1000_proxies() {
-    bench(1_000).await;
+    bench(1_000).await.unwrap();
 }
 
 #[tokio::test]
 #[ignore = "benchmark with 10,000 proxies; run with --run-ignored all"]
 async fn proxy_status_10000_proxies() {
-    bench(10_000).await;
+    bench(10_000).await.unwrap();
 }
