@@ -225,6 +225,14 @@ pub fn check_capabilities(status: &str, need_raw: bool) -> Result<(), ApplyError
     })
 }
 
+/// Whether the kernel lists a legacy iptables table in the current network namespace
+/// (`/proc/net/ip_tables_names`, `/proc/net/ip6_tables_names`, which `iptables-legacy-save` reads).
+pub fn legacy_tables_listed() -> bool {
+    ["/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"]
+        .iter()
+        .any(|p| std::fs::read_to_string(p).is_ok_and(|t| !t.trim().is_empty()))
+}
+
 /// Parses `--force-iptables-binary`: `None` when unset or empty (detect).
 pub fn parse_forced(forced: Option<&str>) -> Result<Option<Flavor>, ApplyError> {
     match forced.map(str::trim) {
@@ -249,14 +257,19 @@ pub struct Detected {
 /// Picks the iptables flavor as Istio does: `--force-iptables-binary` wins; else legacy if it
 /// already holds rules, else nft if it does; with no rules anywhere, nft (the modern default) when
 /// its tools work, else legacy. Each candidate is probed by dumping its tables.
-pub fn detect(runner: &dyn Runner, forced: Option<&str>) -> Result<Detected, ApplyError> {
+///
+/// `legacy_tables` says whether the kernel lists any legacy (x_tables) table in this namespace
+/// (see [`legacy_tables_listed`]); when it lists none, legacy cannot hold rules and its dumps are
+/// skipped.
+pub fn detect(runner: &dyn Runner, forced: Option<&str>, legacy_tables: bool) -> Result<Detected, ApplyError> {
     let forced = parse_forced(forced)?;
     if let Some(flavor) = forced {
         return Ok(Detected { flavor, saved: None });
     }
     let mut usable = Vec::new();
     let mut first_error = None;
-    for flavor in [Flavor::Legacy, Flavor::Nft] {
+    let candidates: &[Flavor] = if legacy_tables { &[Flavor::Legacy, Flavor::Nft] } else { &[Flavor::Nft] };
+    for &flavor in candidates {
         match save_all(runner, flavor) {
             Ok(saved) => {
                 if saved.iter().any(|(_, s)| s.has_rules()) {

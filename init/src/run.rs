@@ -68,7 +68,7 @@ pub fn execute(cfg: &CaptureConfig, runner: &dyn Runner, out: &mut dyn Write) ->
         if cfg.native_nftables {
             Ok((Backend::Nftables, None))
         } else {
-            let d = backend::detect(runner, cfg.force_iptables_binary.as_deref())?;
+            let d = backend::detect(runner, cfg.force_iptables_binary.as_deref(), backend::legacy_tables_listed())?;
             Ok((Backend::Iptables(d.flavor), d.saved))
         }
     };

@@ -150,8 +150,13 @@ fn reconcile_and_cleanup_iptables_nft() -> Result<()> {
 fn reconcile_and_cleanup_iptables_legacy() -> Result<()> {
     let pod = ns("mia-leg")?;
     ok(&pod, &with(&["--force-iptables-binary=iptables-legacy"]))?;
-    let legacy = pod.exec_ok("iptables-legacy-save", &[])?;
+    let legacy = netns::iptables_state_of(&pod, "-legacy")?;
     ensure!(legacy.contains(":ISTIO_OUTPUT"), "legacy backend not used:\n{legacy}");
+    // Without the flag, detection finds the rules in legacy and leaves them (no nft copy).
+    ok(&pod, &with(&[]))?;
+    ensure!(netns::iptables_state_of(&pod, "-legacy")? == legacy, "legacy rules changed by a detected re-run");
+    let nft = pod.exec_ok("iptables-nft-save", &[])?;
+    ensure!(!nft.contains("ISTIO"), "detection picked nft although legacy holds the rules:\n{nft}");
     drop(pod);
     reconcile_and_cleanup("mia-rleg", false, "--force-iptables-binary=iptables-legacy")
 }

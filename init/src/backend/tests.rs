@@ -124,11 +124,18 @@ fn capabilities_are_checked_from_proc_status() {
 fn detection_prefers_the_flavor_that_holds_rules() {
     let rec = Recorder::new();
     rec.answer("iptables-nft-save", ok("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j KUBE-FIREWALL\nCOMMIT\n"));
-    let d = detect(&rec, None).expect("detects");
+    let d = detect(&rec, None, true).expect("detects");
     assert_eq!(d.flavor, Flavor::Nft);
     let rec = Recorder::new();
     rec.answer("iptables-legacy-save", ok("*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j DOCKER\nCOMMIT\n"));
-    assert_eq!(detect(&rec, None).expect("detects").flavor, Flavor::Legacy);
-    assert_eq!(detect(&Recorder::new(), Some("iptables-legacy")).expect("forced").flavor, Flavor::Legacy);
-    assert!(detect(&Recorder::new(), Some("ipfw")).is_err());
+    assert_eq!(detect(&rec, None, true).expect("detects").flavor, Flavor::Legacy);
+    assert_eq!(detect(&Recorder::new(), Some("iptables-legacy"), true).expect("forced").flavor, Flavor::Legacy);
+    assert!(detect(&Recorder::new(), Some("ipfw"), true).is_err());
+}
+
+#[test]
+fn detection_skips_legacy_when_the_kernel_lists_no_legacy_table() {
+    let rec = Recorder::new();
+    assert_eq!(detect(&rec, None, false).expect("detects").flavor, Flavor::Nft);
+    assert!(rec.commands().iter().all(|c| !c.program.contains("legacy")), "{:?}", rec.commands());
 }
