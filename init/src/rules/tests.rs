@@ -123,3 +123,95 @@ fn owner_group_include_and_exclude() {
     assert!(text.contains("-A ISTIO_OUTPUT -m owner ! --gid-owner java -m owner ! --gid-owner 202 -j RETURN"));
     assert_eq!(owner_groups(&inc), vec!["java", "202"]);
 }
+
+mod properties {
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn args() -> impl Strategy<Value = Vec<String>> {
+        let opt = |flag: &'static str, values: &'static [&'static str]| {
+            proptest::option::of(proptest::sample::select(values))
+                .prop_map(move |v| v.map(|v| vec![flag.to_owned(), v.to_owned()]).unwrap_or_default())
+        };
+        (
+            opt("-m", &["REDIRECT", "TPROXY"]),
+            opt("-b", &["*", "", "80,8080", "9090"]),
+            opt("-d", &["15090,15021", "8081"]),
+            opt("-i", &["*", "", "10.0.0.0/8,fd00::/8", "2001:db8::/32"]),
+            opt("-x", &["1.1.0.0/16", "fd01::/16,10.9.0.0/16"]),
+            opt("-o", &["25", "1,2"]),
+            opt("-q", &["3306"]),
+            opt("-k", &["eth1", "eth1,eth2"]),
+            opt("-c", &["eth9"]),
+            opt("-u", &["1337", "3,4"]),
+            proptest::sample::subsequence(vec!["--redirect-dns", "--capture-all-dns", "--drop-invalid"], 0..=3),
+        )
+            .prop_map(|(m, b, d, i, x, o, q, k, c, u, switches)| {
+                let mut all: Vec<String> = [m, b, d, i, x, o, q, k, c, u].concat();
+                all.extend(switches.into_iter().map(str::to_owned));
+                all
+            })
+    }
+
+    proptest! {
+        /// Whatever the flags, every jump target and every inserted-into chain exists, and every
+        /// insert position is valid when the text is applied in order.
+        #[test]
+        fn rendered_rules_are_self_consistent(args in args(), ipv6 in any::<bool>(), dns in any::<bool>()) {
+            let cfg = CaptureConfig::from_args(&args).expect("valid flags");
+            let facts = Facts {
+                ipv6,
+                dns_servers_v4: if dns { vec!["10.96.0.10".into()] } else { vec![] },
+                dns_servers_v6: if dns && ipv6 { vec!["fd00::a".into()] } else { vec![] },
+            };
+            let set = build(&cfg, &facts).expect("renders");
+            for family in set.families() {
+                let text = iptables::restore_input(&set, family);
+                let mut created: HashSet<String> = HashSet::new();
+                let mut counts: HashMap<String, u32> = HashMap::new();
+                for line in text.lines() {
+                    if line.starts_with("* ") {
+                        created.clear();
+                        counts.clear();
+                    } else if let Some(c) = line.strip_prefix("-N ") {
+                        created.insert(c.to_owned());
+                    } else if line.starts_with("-A ") || line.starts_with("-I ") {
+                        let words: Vec<&str> = line.split(' ').collect();
+                        let chain = words[1];
+                        prop_assert!(chain == "PREROUTING" || chain == "OUTPUT" || created.contains(chain), "{line}");
+                        if let Some(target) = words.iter().position(|w| *w == "-j").map(|i| words[i + 1]) {
+                            prop_assert!(!target.starts_with("ISTIO_") || created.contains(target), "{line}");
+                        }
+                        let n = counts.entry(chain.to_owned()).or_default();
+                        if line.starts_with("-I ") {
+                            let pos: u32 = words[2].parse().expect("position");
+                            prop_assert!(pos >= 1 && pos <= *n + 1, "{line} with {n} rules");
+                        }
+                        *n += 1;
+                    }
+                }
+            }
+            let nft = nft::transaction(&set);
+            let declared: HashSet<(String, String)> = nft
+                .lines()
+                .filter_map(|l| l.strip_prefix("add chain inet "))
+                .map(|l| {
+                    let w: Vec<&str> = l.split(' ').collect();
+                    (w[0].to_owned(), w[1].to_owned())
+                })
+                .collect();
+            for line in nft.lines().filter(|l| l.contains(" rule inet ")) {
+                let w: Vec<&str> = line.split(' ').collect();
+                let (table, chain) = (w[3].to_owned(), w[4].to_owned());
+                prop_assert!(declared.contains(&(table.clone(), chain)), "{line}");
+                if let Some(i) = w.iter().position(|x| *x == "jump") {
+                    prop_assert!(declared.contains(&(table, w[i + 1].to_owned())), "{line}");
+                }
+                prop_assert!(ipv6 || !line.contains("ip6 "), "IPv6 rule while IPv6 is off: {line}");
+            }
+        }
+    }
+}
