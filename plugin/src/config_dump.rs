@@ -109,14 +109,38 @@ pub struct Node {
 #[serde(default)]
 pub struct Metadata {
     /// String values by filter name, then key, e.g. `istio` → `config` → `/apis/...`.
-    #[serde(deserialize_with = "number::string_maps")]
-    pub filter_metadata: BTreeMap<String, BTreeMap<String, String>>,
+    pub filter_metadata: FilterMetadata,
+}
+
+/// The string values of `filter_metadata`: `(filter, [(key, value)])` in document order. Stored as
+/// small vectors rather than maps: a dump has one per endpoint, and maps cost far more memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FilterMetadata(pub Vec<(String, Vec<(String, String)>)>);
+
+impl FilterMetadata {
+    /// The value of `filter.key`, when it is a string.
+    pub fn get(&self, filter: &str, key: &str) -> Option<&str> {
+        let (_, values) = self.0.iter().find(|(f, _)| f == filter)?;
+        values.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Serialize for FilterMetadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(f, values)| (f, values.iter().cloned().collect::<BTreeMap<_, _>>())))
+    }
+}
+
+impl<'de> Deserialize<'de> for FilterMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        number::string_maps(d).map(FilterMetadata)
+    }
 }
 
 impl Metadata {
     /// A string under `filter_metadata.<filter>.<key>`.
     pub fn string(&self, filter: &str, key: &str) -> Option<&str> {
-        self.filter_metadata.get(filter)?.get(key).map(String::as_str)
+        self.filter_metadata.get(filter, key)
     }
 
     /// `filter_metadata.istio.config`: the Istio object behind the resource, as an API path.

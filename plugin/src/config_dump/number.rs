@@ -43,31 +43,61 @@ pub(crate) fn one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) 
     })
 }
 
-/// `filter_metadata`: a map of maps, keeping only the string values of the inner maps.
-pub(crate) fn string_maps<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>, D::Error> {
+/// `filter_metadata`: a map of maps, keeping only the string values of the inner maps, as vectors.
+/// Filter name → `(key, value)` string pairs.
+pub(crate) type StringMaps = Vec<(String, Vec<(String, String)>)>;
+
+pub(crate) fn string_maps<'de, D: Deserializer<'de>>(d: D) -> Result<StringMaps, D::Error> {
+    struct Outer;
+    impl<'de> serde::de::Visitor<'de> for Outer {
+        type Value = StringMaps;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("filter_metadata: a map of filter names to maps")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(filter) = map.next_key::<String>()? {
+                let Inner(mut values) = map.next_value::<Inner>()?;
+                values.shrink_to_fit();
+                out.push((filter, values));
+            }
+            out.shrink_to_fit();
+            Ok(out)
+        }
+    }
+    struct Inner(Vec<(String, String)>);
+    impl<'de> Deserialize<'de> for Inner {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Inner;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a map of metadata values")
+                }
+                fn visit_unit<E>(self) -> Result<Inner, E> {
+                    Ok(Inner(Vec::new()))
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Inner, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(key) = map.next_key::<String>()? {
+                        if let Scalar::String(s) = map.next_value::<Scalar>()? {
+                            out.push((key, s));
+                        }
+                    }
+                    Ok(Inner(out))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Scalar {
         String(String),
         Other(serde::de::IgnoredAny),
     }
-    let raw: Option<std::collections::BTreeMap<String, Option<std::collections::BTreeMap<String, Scalar>>>> =
-        Option::deserialize(d)?;
-    Ok(raw
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(filter, values)| {
-            let strings = values
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(k, v)| match v {
-                    Scalar::String(s) => Some((k, s)),
-                    Scalar::Other(_) => None,
-                })
-                .collect();
-            (filter, strings)
-        })
-        .collect())
+    d.deserialize_any(Outer)
 }
