@@ -500,20 +500,25 @@ fn single(rt: &ResourceType, obj: Value, accept: &str, query: &BTreeMap<String, 
 /// The list envelope, shaped like the real server's (typed lists drop each item's kind/apiVersion).
 fn list_body(rt: &ResourceType, items: Vec<Value>, rv: u64, page: &Page) -> Value {
     let list_kind = format!("{}List", rt.kind);
+    let mut doc = serde_json::Map::new();
     if rt.custom {
-        let items: Vec<Value> = items.iter().map(|o| store::present(rt, o)).collect();
+        let items: Vec<Value> = items.into_iter().map(|o| store::present_owned(rt, o)).collect();
         let mut md = serde_json::Map::new();
         md.insert("continue".into(), json!(page.next.clone().unwrap_or_default()));
         if let Some(n) = page.remaining {
             md.insert("remainingItemCount".into(), json!(n));
         }
         md.insert("resourceVersion".into(), json!(rv.to_string()));
-        return json!({"apiVersion": rt.api_version(), "items": items, "kind": list_kind, "metadata": md});
+        doc.insert("apiVersion".into(), json!(rt.api_version()));
+        doc.insert("items".into(), Value::Array(items));
+        doc.insert("kind".into(), json!(list_kind));
+        doc.insert("metadata".into(), Value::Object(md));
+        return Value::Object(doc);
     }
     let items: Vec<Value> = items
-        .iter()
+        .into_iter()
         .map(|o| {
-            let mut p = store::present(rt, o);
+            let mut p = store::present_owned(rt, o);
             if let Value::Object(m) = &mut p {
                 m.shift_remove("kind");
                 m.shift_remove("apiVersion");
@@ -521,7 +526,11 @@ fn list_body(rt: &ResourceType, items: Vec<Value>, rv: u64, page: &Page) -> Valu
             p
         })
         .collect();
-    json!({"kind": list_kind, "apiVersion": rt.api_version(), "metadata": page.typed_metadata(rv), "items": items})
+    doc.insert("kind".into(), json!(list_kind));
+    doc.insert("apiVersion".into(), json!(rt.api_version()));
+    doc.insert("metadata".into(), page.typed_metadata(rv));
+    doc.insert("items".into(), Value::Array(items));
+    Value::Object(doc)
 }
 
 /// Where a paginated list stopped (`limit` + `continue`, as the real server encodes them).
@@ -590,7 +599,7 @@ fn list(
     let (items, rv) = shared.store.list(rt, &filter);
     let (items, page) = paginate(items, rv, query)?;
     if accept.contains("as=Table") {
-        let items: Vec<Value> = items.iter().map(|o| store::present(rt, o)).collect();
+        let items: Vec<Value> = items.into_iter().map(|o| store::present_owned(rt, o)).collect();
         let mut t = table::render(rt, &items, Some(rv), include_object(query));
         t["metadata"] = page.typed_metadata(rv);
         return Ok(json_response_as(200, &t, TABLE_TYPE));
@@ -603,10 +612,14 @@ fn list(
                        "metadata": store::present(rt, o).get("metadata")})
             })
             .collect();
+        let mut doc = serde_json::Map::new();
+        doc.insert("kind".into(), json!("PartialObjectMetadataList"));
+        doc.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
+        doc.insert("metadata".into(), page.typed_metadata(rv));
+        doc.insert("items".into(), Value::Array(items));
         return Ok(json_response_as(
             200,
-            &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                    "metadata": page.typed_metadata(rv), "items": items}),
+            &Value::Object(doc),
             "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io",
         ));
     }

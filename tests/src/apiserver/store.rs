@@ -142,7 +142,11 @@ fn sort_recursively(v: &mut Value) {
 /// The object as the server would send it for type `rt`: its `apiVersion`, and keys in the real order
 /// (typed objects: kind, apiVersion, metadata, spec, status; custom resources: sorted, like Go maps).
 pub fn present(rt: &ResourceType, obj: &Value) -> Value {
-    let mut obj = obj.clone();
+    present_owned(rt, obj.clone())
+}
+
+/// [`present`] for an object the caller no longer needs (no copy).
+pub fn present_owned(rt: &ResourceType, mut obj: Value) -> Value {
     if let Value::Object(m) = &mut obj {
         m.insert("apiVersion".into(), json!(rt.api_version()));
         m.insert("kind".into(), json!(rt.kind));

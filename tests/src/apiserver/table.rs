@@ -277,8 +277,13 @@ pub fn render(rt: &ResourceType, items: &[Value], resource_version: Option<u64>,
         Some(rv) => json!({"resourceVersion": rv.to_string()}),
         None => json!({}),
     };
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
-           "columnDefinitions": column_definitions(rt, &sample), "rows": rows})
+    let mut doc = serde_json::Map::new();
+    doc.insert("kind".into(), json!("Table"));
+    doc.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
+    doc.insert("metadata".into(), metadata);
+    doc.insert("columnDefinitions".into(), Value::Array(column_definitions(rt, &sample)));
+    doc.insert("rows".into(), Value::Array(rows));
+    Value::Object(doc)
 }
 
 #[cfg(test)]
