@@ -11,7 +11,8 @@ fn golden_dir() -> PathBuf {
 }
 
 fn dump(name: &str) -> ConfigDump {
-    let path = mesh_tests::shared_dir().expect("shared data (set MESH_SHARED)").join("fixtures/envoy-config-dumps").join(name);
+    let path =
+        mesh_tests::shared_dir().expect("shared data (set MESH_SHARED)").join("fixtures/envoy-config-dumps").join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     ConfigDump::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -116,4 +117,24 @@ fn dump_without_listeners_says_so_in_every_format() {
     let yaml: serde_json::Value =
         serde_saphyr::from_str(&render_report(&report, Format::Yaml, false).unwrap()).unwrap();
     assert_eq!(yaml, json);
+}
+
+#[test]
+fn bundled_example_matches_goldens() {
+    // The dump captured from the real Envoy in the harness (see explain_example.rs).
+    let path = mesh_tests::tools::repo_root().join("examples/explain/foo-config-dump.json");
+    let d = ConfigDump::parse(&std::fs::read(&path).unwrap()).unwrap();
+    let whole =
+        explain(&d, Input { source: "file examples/explain/foo-config-dump.json".into(), ..Default::default() });
+    check("example-foo.txt", &render_report(&whole, Format::Text, false).unwrap());
+    let req = Request::parse("bar-service.bar-namespace:50002/", &[], None, None).unwrap();
+    let traced = explain(
+        &d,
+        Input {
+            source: "file examples/explain/foo-config-dump.json".into(),
+            request: Some(&req),
+            ..Default::default()
+        },
+    );
+    check("trace-example-bar.json", &render_report(&traced, Format::Json, false).unwrap());
 }
