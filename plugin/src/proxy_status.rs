@@ -157,21 +157,31 @@ async fn status_once(
         None => "app=istiod".to_string(),
     };
     let pod_namespace = target.map(|(ns, _)| ns.as_str()).or(namespace);
-    let (istiods, pods) = tokio::join!(
-        fetch::list_pods(client, Some(&args.istio_namespace), Some(&istiod_selector), args.timeout),
-        fetch::list_pods(client, pod_namespace, args.selector.as_deref(), args.timeout),
-    );
-    let istiods: Vec<String> = istiods?
-        .into_iter()
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .filter_map(|p| p.metadata.name)
-        .collect();
-    if istiods.is_empty() {
-        bail!(
-            "no running istiod pods with labels {istiod_selector} in namespace {} (use --istio-namespace / --revision)",
-            args.istio_namespace
-        );
-    }
+    // istiods -> their syncz, overlapped with the (possibly large) pod list.
+    let syncz = async {
+        let istiods: Vec<String> =
+            fetch::list_pods(client, Some(&args.istio_namespace), Some(&istiod_selector), args.timeout)
+                .await?
+                .into_iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .filter_map(|p| p.metadata.name)
+                .collect();
+        if istiods.is_empty() {
+            bail!(
+                "no running istiod pods with labels {istiod_selector} in namespace {} (use --istio-namespace / --revision)",
+                args.istio_namespace
+            );
+        }
+        let results: Vec<(IstiodResult, Vec<ProxySync>)> = futures::stream::iter(istiods)
+            .map(|name| syncz_from(client, args, name, pod_namespace))
+            .buffer_unordered(usize::from(args.concurrency))
+            .collect()
+            .await;
+        Ok(results)
+    };
+    let pods = fetch::list_pods(client, pod_namespace, args.selector.as_deref(), args.timeout);
+    let (results, pods) = tokio::join!(syncz, pods);
+    let results = results?;
     let pods: Vec<InjectedPod> = pods?
         .into_iter()
         .filter(injected)
@@ -180,11 +190,6 @@ async fn status_once(
         })
         .collect();
 
-    let results: Vec<(IstiodResult, Vec<ProxySync>)> = futures::stream::iter(istiods)
-        .map(|name| syncz_from(client, args, name))
-        .buffer_unordered(usize::from(args.concurrency))
-        .collect()
-        .await;
     let mut syncs = Vec::new();
     let mut istiod_results = Vec::new();
     for (r, s) in results {
@@ -220,11 +225,20 @@ fn injected(p: &Pod) -> bool {
 }
 
 /// One istiod's syncz: HTTP on 15014 through a port-forward, else the xDS debug type on 15010.
-async fn syncz_from(client: &kube::Client, args: &ProxyStatusArgs, name: String) -> (IstiodResult, Vec<ProxySync>) {
+async fn syncz_from(
+    client: &kube::Client,
+    args: &ProxyStatusArgs,
+    name: String,
+    namespace: Option<&str>,
+) -> (IstiodResult, Vec<ProxySync>) {
     let ns = &args.istio_namespace;
+    // istiod filters by namespace itself (`?namespace=`), which keeps the answer small.
+    let path = match namespace {
+        Some(n) => format!("/debug/syncz?namespace={n}"),
+        None => "/debug/syncz".to_string(),
+    };
     let http = bounded(args.timeout, &format!("GET /debug/syncz from istiod {name}"), async {
-        let body =
-            fetch::http_via_portforward(client, ns, &name, mesh_core::ports::ISTIOD_HTTP_DEBUG, "/debug/syncz").await?;
+        let body = fetch::http_via_portforward(client, ns, &name, mesh_core::ports::ISTIOD_HTTP_DEBUG, &path).await?;
         let json: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| FetchError::Failed { what: format!("syncz from {name}"), message: e.to_string() })?;
         model::from_syncz_json(&json, &name).map_err(|m| FetchError::Failed { what: "syncz".into(), message: m })
