@@ -11,6 +11,9 @@ pub struct Ops(pub Vec<PatchOperation>);
 
 /// Escapes one JSON Pointer token (`~` to `~0`, `/` to `~1`).
 pub fn escape(token: &str) -> String {
+    if !token.contains(['~', '/']) {
+        return token.to_owned();
+    }
     token.replace('~', "~0").replace('/', "~1")
 }
 

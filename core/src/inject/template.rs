@@ -1,6 +1,7 @@
 //! The sidecar template: what Istio's `sidecar-injector` template renders for a pod (the init
 //! container, `istio-proxy`, volumes, labels and annotations), built directly as JSON values.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
@@ -67,13 +68,17 @@ impl Context<'_> {
     }
 
     /// The interception mode: annotation, then `proxy.istio.io/config`, then the config.
-    pub fn interception_mode(&self) -> String {
+    pub fn interception_mode(&self) -> &str {
         if let Some(mode) = self.ann(names::INTERCEPTION_MODE) {
-            return mode.to_owned();
+            return mode;
         }
         match self.proxy_config.get("interceptionMode").and_then(Value::as_str) {
-            Some(mode) => mode.to_owned(),
-            None => self.cfg.interception_mode.to_string(),
+            Some(mode) => mode,
+            None => match self.cfg.interception_mode {
+                InterceptionMode::Redirect => "REDIRECT",
+                InterceptionMode::Tproxy => "TPROXY",
+                InterceptionMode::None => "NONE",
+            },
         }
     }
 
@@ -99,18 +104,19 @@ impl Context<'_> {
         self.annotation(names::STATUS_PORT, &self.cfg.proxy.status_port.to_string())
     }
 
-    fn proxy_metadata(&self) -> BTreeMap<String, String> {
+    fn proxy_metadata(&self) -> Cow<'_, BTreeMap<String, String>> {
+        let Some(Value::Object(meta)) = self.proxy_config.get("proxyMetadata") else {
+            return Cow::Borrowed(&self.cfg.proxy_metadata);
+        };
         let mut out = self.cfg.proxy_metadata.clone();
-        if let Some(Value::Object(meta)) = self.proxy_config.get("proxyMetadata") {
-            for (k, v) in meta {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                out.insert(k.clone(), v);
-            }
+        for (k, v) in meta {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.insert(k.clone(), v);
         }
-        out
+        Cow::Owned(out)
     }
 
     /// The app containers: every regular container but `istio-proxy`.
@@ -265,7 +271,7 @@ impl Context<'_> {
     }
 
     fn metadata_env(&self) -> Vec<Value> {
-        self.proxy_metadata().into_iter().map(|(k, v)| json!({"name": k, "value": v})).collect()
+        self.proxy_metadata().iter().map(|(k, v)| json!({"name": k, "value": v})).collect()
     }
 
     fn init_container(&self) -> Value {
@@ -362,7 +368,7 @@ impl Context<'_> {
             resource("GOMEMLIMIT", "limits.memory"),
             value("ISTIO_META_CLUSTER_ID", if cluster_id.is_empty() { "Kubernetes" } else { cluster_id }),
             field("ISTIO_META_NODE_NAME", "spec.nodeName"),
-            value("ISTIO_META_INTERCEPTION_MODE", &self.interception_mode()),
+            value("ISTIO_META_INTERCEPTION_MODE", self.interception_mode()),
         ];
         if !network.is_empty() {
             env.push(value("ISTIO_META_NETWORK", network));
@@ -606,7 +612,7 @@ impl Context<'_> {
                 let networks = append_multus_network(self.ann("k8s.v1.cni.cncf.io/networks").unwrap_or(""));
                 out.push(("k8s.v1.cni.cncf.io/networks".into(), networks));
             }
-            out.push((names::INTERCEPTION_MODE.into(), self.interception_mode()));
+            out.push((names::INTERCEPTION_MODE.into(), self.interception_mode().to_owned()));
             for (key, default) in [
                 (names::INCLUDE_OUTBOUND_IP_RANGES, &cfg.include_ip_ranges),
                 (names::EXCLUDE_OUTBOUND_IP_RANGES, &cfg.exclude_ip_ranges),
