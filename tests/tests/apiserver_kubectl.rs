@@ -222,3 +222,57 @@ fn kubectl_raw_goes_through_pods_proxy() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn kubectl_get_watch_prints_table_rows_as_objects_change() -> Result<()> {
+    use std::io::BufRead;
+    let server = TestApiServer::start()?;
+    seed(&server)?;
+    let k = Kubectl::new(&server)?;
+    let home = k.dir.path();
+    let mut child = Command::new(&k.bin)
+        .args(["--kubeconfig", &home.join("kubeconfig").display().to_string()])
+        .args(["--cache-dir", &home.join("cache").display().to_string()])
+        .args(["get", "pods", "-n", "foo", "-w"])
+        .env("HOME", home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let mut wait_for = |want: &str| -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !lines.iter().any(|l: &String| l.starts_with(want)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => lines.push(l),
+                Err(_) => bail!("no line starting with {want:?}; got {lines:?}"),
+            }
+        }
+        Ok(())
+    };
+    let result = (|| -> Result<()> {
+        wait_for("foo ")?;
+        server.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late", "namespace": "foo"},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}, "status": {"phase": "Pending"}}))?;
+        wait_for("late ")?;
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result?;
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{lines:?}");
+    let late: Vec<&str> =
+        lines.iter().find(|l| l.starts_with("late ")).map(|l| l.split_whitespace().collect()).unwrap_or_default();
+    assert_eq!(&late[..3], &["late", "0/1", "Pending"], "{lines:?}");
+    Ok(())
+}

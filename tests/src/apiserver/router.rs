@@ -400,7 +400,10 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>, target: Target) -
     }
     let status_only = target.subresource.as_deref() == Some("status");
     match (method.as_str(), target.name.clone()) {
-        ("GET", None) if truthy(&query, "watch") => watch(&shared, &rt, target.namespace.clone(), &query),
+        ("GET", None) if truthy(&query, "watch") => {
+            let table = accept.contains("as=Table").then(|| include_object(&query));
+            watch(&shared, &rt, target.namespace.clone(), &query, table)
+        }
         ("GET", None) => list(&shared, &rt, target.namespace.clone(), &query, &accept),
         ("GET", Some(name)) => {
             let obj = store::present(&rt, &shared.store.get(&rt, &ns, &name)?);
@@ -737,6 +740,7 @@ fn watch(
     rt: &ResourceType,
     namespace: Option<String>,
     query: &BTreeMap<String, String>,
+    table: Option<IncludeObject>,
 ) -> Result<Response<Body>, ApiError> {
     let filter = Filter { namespace, selectors: Selectors::from_query(query, &rt.field_selectors)? };
     let start = watch_start(query)?;
@@ -751,6 +755,11 @@ fn watch(
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
     let rt = rt.clone();
     tokio::spawn(async move {
+        // Objects as sent: the object itself, or a one-row Table when kubectl asked for tables.
+        let shape = |obj: &Value, rv: u64| match table {
+            Some(include) => table::render(&rt, &[store::present(&rt, obj)], Some(rv), include),
+            None => store::present(&rt, obj),
+        };
         let send = |b: Bytes| {
             let tx = tx.clone();
             async move { tx.send(Ok(Frame::data(b))).await.is_ok() }
@@ -758,7 +767,7 @@ fn watch(
         let mut last_rv = start_rv;
         for ev in &initial {
             if let Some(kind) = store::visible(&filter, ev)
-                && !send(event_line(kind.as_str(), &store::present(&rt, &ev.object))).await
+                && !send(event_line(kind.as_str(), &shape(&ev.object, ev.rv))).await
             {
                 return;
             }
@@ -787,7 +796,7 @@ fn watch(
                     }
                     last_rv = ev.rv;
                     if let Some(kind) = store::visible(&filter, &ev)
-                        && !send(event_line(kind.as_str(), &store::present(&rt, &ev.object))).await
+                        && !send(event_line(kind.as_str(), &shape(&ev.object, ev.rv))).await
                     {
                         return;
                     }
