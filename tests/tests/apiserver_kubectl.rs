@@ -105,6 +105,11 @@ fn kubectl_gets_pods_namespaces_and_istio_objects() -> Result<()> {
     assert_eq!(vs_json["apiVersion"], "networking.istio.io/v1");
     assert_eq!(vs_json["spec"]["hosts"][0], "bar-service.foo.svc.cluster.local");
 
+    let crds = k.ok(&["get", "crd"])?;
+    let header: Vec<&str> = crds.lines().next().context("no header")?.split_whitespace().collect();
+    assert_eq!(header, vec!["NAME", "CREATED", "AT"], "{crds}");
+    assert!(crds.lines().any(|l| l.starts_with("virtualservices.networking.istio.io ")), "{crds}");
+
     let svc = k.ok(&["get", "svc", "-n", "foo"])?;
     assert!(svc.contains("10.96.160.81") && svc.contains("50002/TCP"), "{svc}");
 

@@ -137,7 +137,7 @@ fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
 /// Columns and cells (after NAME) for one object of the type.
 fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Column>, Vec<Value>) {
     if rt.custom && !rt.printer_columns.is_empty() {
-        // Custom columns are built per type; leak-free owned names go through `custom_columns`.
+        // A CRD's columns are owned strings: `column_definitions` describes them.
         return (Vec::new(), custom_cells(rt, obj));
     }
     let age = || json!(meta::age(created(obj)));
@@ -206,6 +206,64 @@ fn columns_and_cells(rt: &ResourceType, obj: &Value) -> (Vec<Column>, Vec<Value>
                     col("Age", "string", 0),
                 ],
                 vec![json!(s(obj.get("addressType"))), or_none(ports.join(",")), or_none(addrs.join(",")), age()],
+            )
+        }
+        ("", "nodes") => {
+            let ready = obj
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")))
+                .and_then(|c| c.get("status").and_then(Value::as_str))
+                == Some("True");
+            let roles: Vec<String> = obj
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|l| {
+                    l.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/")).map(str::to_string).collect()
+                })
+                .unwrap_or_default();
+            (
+                vec![
+                    col("Status", "string", 0),
+                    col("Roles", "string", 0),
+                    col("Age", "string", 0),
+                    col("Version", "string", 0),
+                ],
+                vec![
+                    json!(if ready { "Ready" } else { "NotReady" }),
+                    or_none(roles.join(",")),
+                    age(),
+                    json!(s(obj.pointer("/status/nodeInfo/kubeletVersion"))),
+                ],
+            )
+        }
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations" | "validatingwebhookconfigurations") => (
+            vec![col("Webhooks", "integer", 0), col("Age", "string", 0)],
+            vec![json!(obj.get("webhooks").and_then(Value::as_array).map_or(0, Vec::len)), age()],
+        ),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => (
+            vec![Column { name: "Created At", type_: "date", format: "", priority: 0 }],
+            vec![json!(created(obj).unwrap_or(""))],
+        ),
+        ("apps", "deployments") => {
+            let n = |p: &str| obj.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            (
+                vec![
+                    col("Ready", "string", 0),
+                    col("Up-to-date", "integer", 0),
+                    col("Available", "integer", 0),
+                    col("Age", "string", 0),
+                ],
+                vec![
+                    json!(format!(
+                        "{}/{}",
+                        n("/status/readyReplicas"),
+                        obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)
+                    )),
+                    json!(n("/status/updatedReplicas")),
+                    json!(n("/status/availableReplicas")),
+                    age(),
+                ],
             )
         }
         _ => (vec![col("Age", "string", 0)], vec![age()]),
