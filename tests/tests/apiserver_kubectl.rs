@@ -281,3 +281,28 @@ fn kubectl_get_watch_prints_table_rows_as_objects_change() -> Result<()> {
     assert_eq!(&late[..3], &["late", "0/1", "Pending"], "{lines:?}");
     Ok(())
 }
+
+#[test]
+fn kubectl_label_annotate_and_delete_change_objects() -> Result<()> {
+    let server = TestApiServer::start()?;
+    seed(&server)?;
+    let k = Kubectl::new(&server)?;
+    assert_eq!(k.ok(&["label", "pod", "foo", "-n", "foo", "canary=true"])?.trim(), "pod/foo labeled");
+    assert_eq!(
+        k.ok(&["annotate", "vs", "bar", "-n", "foo", "owner=mesh"])?.trim(),
+        "virtualservice.networking.istio.io/bar annotated"
+    );
+    let pod = server.get("v1", "Pod", "foo", "foo").context("pod foo")?;
+    assert_eq!(pod["metadata"]["labels"]["canary"], "true");
+    let vs = server.get("networking.istio.io/v1", "VirtualService", "foo", "bar").context("vs bar")?;
+    assert_eq!(vs["metadata"]["annotations"]["owner"], "mesh");
+
+    // kubectl sends built-in objects it creates as protobuf, which this server does not decode.
+    let create = k.run(&["create", "namespace", "made-by-kubectl"])?;
+    assert!(String::from_utf8_lossy(&create.stderr).contains("UnsupportedMediaType"), "{create:?}");
+
+    let deleted = k.ok(&["delete", "pod", "foo", "-n", "foo"])?;
+    assert!(deleted.starts_with("pod \"foo\" deleted"), "{deleted}");
+    assert!(server.get("v1", "Pod", "foo", "foo").is_none());
+    Ok(())
+}

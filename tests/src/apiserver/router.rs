@@ -366,6 +366,10 @@ fn check_forbidden(shared: &Shared, verb: &str, target: &Target) -> Result<(), A
 }
 
 async fn body_bytes(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
     let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024 * 1024);
     limited
         .collect()

@@ -114,13 +114,15 @@ impl ApiError {
         }
     }
 
-    /// 415 UnsupportedMediaType for a PATCH with an unknown content type.
+    /// 415 UnsupportedMediaType for a body in a format the server does not decode (protobuf, CBOR, ...).
     pub fn unsupported_media_type(content_type: &str) -> Self {
         ApiError {
             code: 415,
             reason: "UnsupportedMediaType",
             message: format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json, application/json-patch+json, application/merge-patch+json, \
+                 application/apply-patch+yaml (got {content_type:?})"
             ),
             details: None,
         }
