@@ -294,3 +294,31 @@ fn render_trace(out: &mut String, st: &Style, t: &Trace) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config_dump::ConfigDump;
+    use crate::explain::{Input, Request, explain};
+
+    #[test]
+    fn colour_only_when_asked() {
+        let dump = ConfigDump::parse(
+            br#"{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.ListenersConfigDump","static_listeners":[{"listener":{
+              "name":"l","address":{"socket_address":{"address":"127.0.0.1","port_value":80}},
+              "filter_chains":[{"filters":[{"name":"envoy.filters.network.http_connection_manager","typed_config":{
+                "@type":"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "route_config":{"virtual_hosts":[{"name":"v","domains":["*"],"routes":[
+                  {"match":{"prefix":"/"},"direct_response":{"status":200}},
+                  {"match":{"prefix":"/a"},"route":{"cluster":"c"}}]}]}}}]}]}}]}]}"#,
+        )
+        .unwrap();
+        let req = Request::parse("127.0.0.1/a", &[], None, None).unwrap();
+        let report = explain(&dump, Input { request: Some(&req), ..Default::default() });
+        let plain = render(&report, false);
+        assert!(!plain.contains('\x1b'), "{plain}");
+        assert!(plain.contains("direct response 200"), "{plain}");
+        assert!(plain.contains("route #1 is shadowed by route #0"), "{plain}");
+        assert!(render(&report, true).contains("\x1b[32m"));
+    }
+}
