@@ -454,8 +454,8 @@ fn plan(
     if pod.get("metadata").is_none() {
         ops.add("/metadata", json!({"labels": labels, "annotations": annotations}));
     } else {
-        ops.map("/metadata/labels", pod.pointer("/metadata/labels"), &labels);
-        ops.map("/metadata/annotations", pod.pointer("/metadata/annotations"), &annotations);
+        ops.map("/metadata/labels", pod.pointer("/metadata/labels"), labels);
+        ops.map("/metadata/annotations", pod.pointer("/metadata/annotations"), annotations);
     }
     let ours = |c: &Value| {
         let n = name_of(c);

@@ -39,18 +39,18 @@ impl Ops {
     }
 
     /// Sets `path` to `value`: nothing when equal, `replace` when present, `add` when absent.
-    pub fn set(&mut self, path: &str, original: Option<&Value>, value: &Value) {
+    pub fn set(&mut self, path: &str, original: Option<&Value>, value: Value) {
         match original {
-            Some(o) if o == value => {}
-            Some(_) => self.replace(path, value.clone()),
-            None => self.add(path, value.clone()),
+            Some(o) if *o == value => {}
+            Some(_) => self.replace(path, value),
+            None => self.add(path, value),
         }
     }
 
     /// Member-by-member changes of a map (labels, annotations, a container's fields).
-    pub fn map(&mut self, path: &str, original: Option<&Value>, target: &Map<String, Value>) {
+    pub fn map(&mut self, path: &str, original: Option<&Value>, target: Map<String, Value>) {
         let Some(Value::Object(orig)) = original else {
-            self.set(path, original, &Value::Object(target.clone()));
+            self.set(path, original, Value::Object(target));
             return;
         };
         for key in orig.keys() {
@@ -59,7 +59,7 @@ impl Ops {
             }
         }
         for (key, value) in target {
-            self.set(&format!("{path}/{}", escape(key)), orig.get(key), value);
+            self.set(&format!("{path}/{}", escape(&key)), orig.get(&key), value);
         }
     }
 
@@ -77,13 +77,13 @@ impl Ops {
             Some(Value::Array(orig)) => orig,
             None if target.is_empty() => return,
             _ => {
-                self.set(path, original, &Value::Array(target));
+                self.set(path, original, Value::Array(target));
                 return;
             }
         };
         let key = |v: &Value| v.get("name").cloned();
         if !is_subsequence(orig, &target, &key) {
-            self.set(path, original, &Value::Array(target));
+            self.set(path, original, Value::Array(target));
             return;
         }
         let mut i = 0;
@@ -92,9 +92,9 @@ impl Ops {
                 Some(o) if key(o) == key(&item) => {
                     let element = format!("{path}/{j}");
                     if *o != item {
-                        match (field_level(&item), &item) {
+                        match (field_level(&item), item) {
                             (true, Value::Object(fields)) => self.map(&element, Some(o), fields),
-                            _ => self.replace(&element, item),
+                            (_, item) => self.replace(&element, item),
                         }
                     }
                     i += 1;
@@ -140,7 +140,7 @@ mod tests {
         let doc = json!({"a": {"x/y": "1", "keep": "k", "gone": "g"}});
         let target = json!({"x/y": "2", "keep": "k", "new~": "n"});
         let mut ops = Ops::default();
-        ops.map("/a", doc.get("a"), target.as_object().unwrap());
+        ops.map("/a", doc.get("a"), target.as_object().unwrap().clone());
         let paths: Vec<String> = ops.0.iter().map(|o| o.path().to_string()).collect();
         assert_eq!(paths, ["/a/gone", "/a/x~1y", "/a/new~0"]);
         assert_eq!(apply(&doc, ops), json!({"a": target}));
