@@ -182,7 +182,8 @@ const fn spec(key: Key, short: Option<char>, long: &'static str, env: &'static [
     Spec { key, short, long, env, switch }
 }
 
-/// Every setting, in the order the injector writes them (the render order).
+/// Every setting, in the order Istio's injector writes them (the render order); settings the injector
+/// never writes come last.
 const SPECS: &[Spec] = &[
     spec(Key::ProxyPort, Some('p'), "envoy-port", &["ENVOY_PORT"], false),
     spec(Key::InboundCapturePort, Some('z'), "inbound-capture-port", &["INBOUND_CAPTURE_PORT"], false),
@@ -204,6 +205,10 @@ const SPECS: &[Spec] = &[
     spec(Key::ExcludeInterfaces, Some('c'), "istio-exclude-interfaces", &["ISTIO_EXCLUDE_INTERFACES"], false),
     spec(Key::LogOutputLevel, None, "log_output_level", &[], false),
     spec(Key::LogAsJson, None, "log_as_json", &[], true),
+    spec(Key::RunValidation, None, "run-validation", &["RUN_VALIDATION"], true),
+    spec(Key::SkipRuleApply, None, "skip-rule-apply", &["SKIP_RULE_APPLY"], true),
+    spec(Key::ForceApply, None, "force-apply", &["FORCE_APPLY"], true),
+    spec(Key::NativeNftables, None, "native-nftables", &["NATIVE_NFTABLES"], true),
     spec(Key::InboundTunnelPort, Some('e'), "inbound-tunnel-port", &["INBOUND_TUNNEL_PORT"], false),
     spec(Key::ProxyGid, Some('g'), "proxy-gid", &["PROXY_GID"], false),
     spec(Key::TproxyMark, Some('t'), "istio-inbound-tproxy-mark", &["INBOUND_TPROXY_MARK"], false),
@@ -213,14 +218,10 @@ const SPECS: &[Spec] = &[
     spec(Key::CaptureAllDns, None, "capture-all-dns", &["CAPTURE_ALL_DNS"], true),
     spec(Key::DropInvalid, None, "drop-invalid", &["DROP_INVALID", "INVALID_DROP"], true),
     spec(Key::DualStack, None, "dual-stack", &["DUAL_STACK", "ISTIO_DUAL_STACK"], true),
-    spec(Key::SkipRuleApply, None, "skip-rule-apply", &["SKIP_RULE_APPLY"], true),
-    spec(Key::RunValidation, None, "run-validation", &["RUN_VALIDATION"], true),
     spec(Key::ProbeTimeout, None, "probe-timeout", &["PROBE_TIMEOUT"], false),
     spec(Key::IptablesProbePort, None, "iptables-probe-port", &["IPTABLES_PROBE_PORT"], false),
     spec(Key::Reconcile, None, "reconcile", &["RECONCILE"], true),
     spec(Key::CleanupOnly, None, "cleanup-only", &["CLEANUP_ONLY"], true),
-    spec(Key::ForceApply, None, "force-apply", &["FORCE_APPLY"], true),
-    spec(Key::NativeNftables, None, "native-nftables", &["NATIVE_NFTABLES"], true),
     spec(Key::ForceIptablesBinary, None, "force-iptables-binary", &["FORCE_IPTABLES_BINARY"], false),
     spec(Key::OwnerGroups, None, "", &["ISTIO_OUTBOUND_OWNER_GROUPS"], false),
     spec(Key::OwnerGroupsExclude, None, "", &["ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE"], false),

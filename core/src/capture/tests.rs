@@ -441,3 +441,13 @@ proptest! {
         let _ = CaptureConfig::from_args(&words);
     }
 }
+
+#[test]
+fn switches_render_in_istio_template_order() {
+    // Istio's template writes --log_as_json, then --run-validation --skip-rule-apply (CNI) or
+    // --force-apply, then --native-nftables.
+    let cfg =
+        CaptureConfig::from_args(&["--native-nftables", "--skip-rule-apply", "--log_as_json", "--run-validation"])
+            .unwrap();
+    assert_eq!(cfg.to_args(), args(&["--log_as_json", "--run-validation", "--skip-rule-apply", "--native-nftables"]));
+}

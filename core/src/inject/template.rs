@@ -248,25 +248,14 @@ impl Context<'_> {
             exclude_interfaces: self.ann(names::EXCLUDE_INTERFACES).map(split_list),
             log_output_level: Some(self.agent_log_level()),
             log_as_json: cfg.log_as_json,
+            run_validation: cfg.cni.enabled,
+            skip_rule_apply: cfg.cni.enabled,
+            force_apply: !cfg.cni.enabled && cfg.proxy_init.force_apply_iptables,
+            native_nftables: cfg.native_nftables,
             ..CaptureConfig::default()
         };
         let mut args = vec!["istio-iptables".to_owned()];
         args.extend(capture.to_args());
-        // Istio writes these switches in its own order, after the log flags.
-        let switch = |set: fn(&mut CaptureConfig)| {
-            let mut only = CaptureConfig::default();
-            set(&mut only);
-            only.to_args()
-        };
-        if cfg.cni.enabled {
-            args.extend(switch(|c| c.run_validation = true));
-            args.extend(switch(|c| c.skip_rule_apply = true));
-        } else if cfg.proxy_init.force_apply_iptables {
-            args.extend(switch(|c| c.force_apply = true));
-        }
-        if cfg.native_nftables {
-            args.extend(switch(|c| c.native_nftables = true));
-        }
         args.into_iter().map(Value::String).collect()
     }
 
