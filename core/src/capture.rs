@@ -20,6 +20,28 @@ pub use value::{Cidr, CidrList, InterceptionMode, PortList, format_duration, par
 
 use crate::ports;
 
+/// The `istio-init` arguments Istio's injector writes for a pod with default settings (after the
+/// container's `istio-iptables` command word), the canonical example of the contract.
+pub const ISTIO_DEFAULT_INIT_ARGS: [&str; 17] = [
+    "istio-iptables",
+    "-p",
+    "15001",
+    "-z",
+    "15006",
+    "-u",
+    "1337",
+    "-m",
+    "REDIRECT",
+    "-i",
+    "*",
+    "-x",
+    "",
+    "-b",
+    "*",
+    "-d",
+    "15090,15021,15020",
+];
+
 /// The capture settings of one pod, with a lossless round trip to istio-iptables' arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CaptureConfig {

@@ -5,25 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 25;
-const DEFAULT_ARGS: [&str; 17] = [
-    "istio-iptables",
-    "-p",
-    "15001",
-    "-z",
-    "15006",
-    "-u",
-    "1337",
-    "-m",
-    "REDIRECT",
-    "-i",
-    "*",
-    "-x",
-    "",
-    "-b",
-    "*",
-    "-d",
-    "15090,15021,15020",
-];
+const DEFAULT_ARGS: [&str; 17] = mesh_core::capture::ISTIO_DEFAULT_INIT_ARGS;
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e} (install iproute2)"))?;

@@ -46,27 +46,8 @@ fn help_exits_0() {
 
 #[test]
 fn dry_run_prints_the_injected_defaults_with_istio_arguments() {
-    let args = [
-        "istio-iptables",
-        "-p",
-        "15001",
-        "-z",
-        "15006",
-        "-u",
-        "1337",
-        "-m",
-        "REDIRECT",
-        "-i",
-        "*",
-        "-x",
-        "",
-        "-b",
-        "*",
-        "-d",
-        "15090,15021,15020",
-        "--log_output_level=default:info",
-        "--dry-run",
-    ];
+    let mut args = mesh_core::capture::ISTIO_DEFAULT_INIT_ARGS.to_vec();
+    args.extend(["--log_output_level=default:info", "--dry-run"]);
     let out = mesh_init(&args, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);

@@ -8,25 +8,7 @@ use std::process::Output;
 use anyhow::{Context, Result, ensure};
 use mesh_tests::netns::{self, Netns};
 
-const DEFAULTS: [&str; 17] = [
-    "istio-iptables",
-    "-p",
-    "15001",
-    "-z",
-    "15006",
-    "-u",
-    "1337",
-    "-m",
-    "REDIRECT",
-    "-i",
-    "*",
-    "-x",
-    "",
-    "-b",
-    "*",
-    "-d",
-    "15090,15021,15020",
-];
+const DEFAULTS: [&str; 17] = mesh_core::capture::ISTIO_DEFAULT_INIT_ARGS;
 
 fn ns(name: &str) -> Result<Netns> {
     netns::require_root_and_tools()?;

@@ -28,6 +28,7 @@ fn args(list: &[&str]) -> Vec<String> {
 
 #[test]
 fn istio_default_args_round_trip_exactly() {
+    assert_eq!(&ISTIO_DEFAULT_INIT_ARGS[1..], ISTIO_DEFAULT, "the published constant is Istio's default");
     let cfg = CaptureConfig::from_args(ISTIO_DEFAULT).unwrap();
     assert_eq!(cfg.to_args(), args(ISTIO_DEFAULT));
     assert_eq!(cfg.proxy_port, Some(15001));

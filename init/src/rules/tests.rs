@@ -10,29 +10,7 @@ fn ipt(set: &RuleSet, family: Family) -> String {
 
 #[test]
 fn default_sidecar_args_capture_inbound_except_excluded_ports() {
-    let set = build(
-        &cfg(&[
-            "istio-iptables",
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "-i",
-            "*",
-            "-x",
-            "",
-            "-b",
-            "*",
-            "-d",
-            "15090,15021,15020",
-        ]),
-        &Facts::default(),
-    )
-    .expect("renders");
+    let set = build(&cfg(&mesh_core::capture::ISTIO_DEFAULT_INIT_ARGS), &Facts::default()).expect("renders");
     let text = ipt(&set, Family::V4);
     let excluded: Vec<&str> =
         text.lines().filter(|l| l.starts_with("-A ISTIO_INBOUND") && l.ends_with("RETURN")).collect();
