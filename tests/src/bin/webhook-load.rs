@@ -112,7 +112,14 @@ fn start(mut command: Command, what: &str) -> anyhow::Result<Target> {
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).with_context(|| format!("{what} did not start"))?;
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => addr,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not start within 30 s");
+        }
+    };
     Ok(Target { child, addr: addr.parse()? })
 }
 
@@ -291,6 +298,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             .arg("--tls-key")
             .arg(&key)
             .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            // The `serving` log line carries the bound address.
+            .env("RUST_LOG", "info")
             .env_remove("KUBERNETES_SERVICE_HOST");
         let target = start(command, "mesh-webhook")?;
         // Readiness: the first request must succeed.
