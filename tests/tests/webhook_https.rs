@@ -267,7 +267,7 @@ async fn sigterm_under_load_answers_every_accepted_review() -> anyhow::Result<()
                             }
                         }
                         Sent::Answered(status, _, _) => lost.push(format!("HTTP {status}")),
-                        Sent::NotSent => continue 'connections,
+                        Sent::Unsent => continue 'connections,
                         Sent::Lost(e) => {
                             lost.push(e);
                             continue 'connections;

@@ -251,7 +251,7 @@ pub enum Sent {
     /// Answered.
     Answered(u16, http::HeaderMap, Bytes),
     /// The connection was closed before the request was written.
-    NotSent,
+    Unsent,
     /// The request was written and no response came back.
     Lost(String),
 }
@@ -287,7 +287,7 @@ impl Conn {
     /// Posts a body to `path` with `content-type: application/json`.
     pub async fn post(&mut self, path: &str, body: Bytes) -> Sent {
         if self.sender.ready().await.is_err() {
-            return Sent::NotSent;
+            return Sent::Unsent;
         }
         let request = http::Request::post(path)
             .header("host", "localhost")
@@ -299,7 +299,7 @@ impl Conn {
         };
         match tokio::time::timeout(Duration::from_secs(30), self.sender.send_request(request)).await {
             Err(_) => Sent::Lost("no response within 30 s".into()),
-            Ok(Err(e)) if e.is_canceled() => Sent::NotSent,
+            Ok(Err(e)) if e.is_canceled() => Sent::Unsent,
             Ok(Err(e)) => Sent::Lost(e.to_string()),
             Ok(Ok(response)) => {
                 let status = response.status().as_u16();
