@@ -105,11 +105,9 @@ pub fn to_pod(obj: &Value) -> Option<Value> {
         return Some(pod);
     }
     let template = match kind {
-        "Deployment" | "DaemonSet" | "StatefulSet" | "ReplicaSet" | "Job" | "ReplicationController" => {
-            obj.pointer("/spec/template")?
-        }
         "CronJob" => obj.pointer("/spec/jobTemplate/spec/template")?,
-        _ => return None,
+        // Any workload with a pod template (Deployment, DaemonSet, ..., DeploymentConfig); CronJob nests it.
+        _ => obj.pointer("/spec/template").filter(|t| t.pointer("/spec/containers").is_some())?,
     };
     let mut meta = template.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
@@ -133,32 +131,103 @@ pub fn to_pod(obj: &Value) -> Option<Value> {
     Some(json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template.get("spec")?}))
 }
 
+/// Istio values (dotted, as cases.yaml writes them) and the InjectConfig keys they become.
+pub const VALUE_KEYS: &[(&str, &str)] = &[
+    ("cni.enabled", "cni.enabled"),
+    ("cni.provider", "cni.provider"),
+    ("pilot.cni.enabled", "cni.enabled"),
+    ("pilot.cni.provider", "cni.provider"),
+    ("revision", "revision"),
+    ("global.network", "network"),
+    ("global.meshID", "meshId"),
+    ("global.trustDomain", "trustDomain"),
+    ("global.multiCluster.clusterName", "clusterId"),
+    ("global.imagePullPolicy", "imagePullPolicy"),
+    ("global.imagePullSecrets", "imagePullSecrets"),
+    ("global.logAsJson", "logAsJson"),
+    ("global.logging.level", "logLevel"),
+    ("global.nativeNftables", "nativeNftables"),
+    ("global.istioNamespace", "istioNamespace"),
+    ("global.caAddress", "caAddress"),
+    ("global.pilotCertProvider", "pilotCertProvider"),
+    ("global.sds.token.aud", "sdsTokenAudience"),
+    ("global.trustBundleName", "trustBundleName"),
+    ("global.mountMtlsCerts", "mountMtlsCerts"),
+    ("global.proxy.image", "proxy.image"),
+    ("global.proxy_init.image", "proxyInit.image"),
+    ("global.proxy_init.forceApplyIptables", "proxyInit.forceApplyIptables"),
+    ("global.proxy.includeIPRanges", "includeIPRanges"),
+    ("global.proxy.excludeIPRanges", "excludeIPRanges"),
+    ("global.proxy.includeInboundPorts", "includeInboundPorts"),
+    ("global.proxy.excludeInboundPorts", "excludeInboundPorts"),
+    ("global.proxy.includeOutboundPorts", "includeOutboundPorts"),
+    ("global.proxy.excludeOutboundPorts", "excludeOutboundPorts"),
+    ("global.proxy.statusPort", "proxy.statusPort"),
+    ("global.proxy.clusterDomain", "clusterDomain"),
+    ("global.proxy.logLevel", "proxy.logLevel"),
+    ("global.proxy.componentLogLevel", "proxy.componentLogLevel"),
+    ("global.proxy.privileged", "proxy.privileged"),
+    ("global.proxy.capNetBindService", "proxy.capNetBindService"),
+    ("global.proxy.readinessInitialDelaySeconds", "proxy.readinessInitialDelaySeconds"),
+    ("global.proxy.readinessPeriodSeconds", "proxy.readinessPeriodSeconds"),
+    ("global.proxy.readinessFailureThreshold", "proxy.readinessFailureThreshold"),
+    ("global.proxy.startupProbe.enabled", "proxy.startupProbe.enabled"),
+    ("global.proxy.startupProbe.failureThreshold", "proxy.startupProbe.failureThreshold"),
+    ("global.proxy.resources", "proxy.resources"),
+    ("global.proxy.holdApplicationUntilProxyStarts", "holdApplicationUntilProxyStarts"),
+    ("global.proxy.interceptionMode", "interceptionMode"),
+    ("sidecarInjectorWebhook.rewriteAppHTTPProbe", "rewriteAppHTTPProbe"),
+    ("sidecarInjectorWebhook.neverInjectSelector", "neverInjectSelector"),
+    ("sidecarInjectorWebhook.alwaysInjectSelector", "alwaysInjectSelector"),
+    ("sidecarInjectorWebhook.injectedAnnotations", "injectedAnnotations"),
+    ("meshConfig.enablePrometheusMerge", "enablePrometheusMerge"),
+    ("meshConfig.trustDomain", "trustDomain"),
+    ("meshConfig.defaultConfig.proxyMetadata", "proxyMetadata"),
+    ("meshConfig.defaultConfig.interceptionMode", "interceptionMode"),
+    ("meshConfig.defaultConfig.holdApplicationUntilProxyStarts", "holdApplicationUntilProxyStarts"),
+];
+
+/// Flattens nested values into dotted keys (`{global: {network: n}}` to `global.network: n`), stopping
+/// at keys the table knows (their values may be maps, e.g. `global.proxy.resources`).
+fn flatten_values(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) if !VALUE_KEYS.iter().any(|(k, _)| *k == prefix) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten_values(&key, v, out);
+            }
+        }
+        _ => out.push((prefix.to_owned(), value.clone())),
+    }
+}
+
 /// The InjectConfig of a case as YAML: the harness images plus the case's Istio values translated
-/// to InjectConfig keys.
+/// to InjectConfig keys through [`VALUE_KEYS`].
 pub fn config_yaml(settings: Option<&Value>) -> anyhow::Result<String> {
     let mut cfg = json!({"proxy": {"image": TEST_IMAGE}, "proxyInit": {"image": TEST_IMAGE}});
     if let Some(settings) = settings {
         if let Some(mode) = settings.get("nativeSidecars") {
             cfg["nativeSidecars"] = mode.clone();
         }
-        for (key, value) in settings.get("values").and_then(Value::as_object).into_iter().flatten() {
-            let value = value.clone();
-            match key.as_str() {
-                "cni.enabled" => cfg["cni"]["enabled"] = value,
-                "cni.provider" => cfg["cni"]["provider"] = value,
-                "global.network" => cfg["network"] = value,
-                "global.meshID" => cfg["meshId"] = value,
-                "global.multiCluster.clusterName" => cfg["clusterId"] = value,
-                "global.proxy.includeIPRanges" => cfg["includeIPRanges"] = value,
-                "global.proxy.excludeIPRanges" => cfg["excludeIPRanges"] = value,
-                "global.proxy.includeInboundPorts" => cfg["includeInboundPorts"] = value,
-                "global.proxy.excludeInboundPorts" => cfg["excludeInboundPorts"] = value,
-                "global.proxy.includeOutboundPorts" => cfg["includeOutboundPorts"] = value,
-                "global.proxy.excludeOutboundPorts" => cfg["excludeOutboundPorts"] = value,
-                "global.proxy.statusPort" => cfg["proxy"]["statusPort"] = value,
-                "global.proxy.holdApplicationUntilProxyStarts" => cfg["holdApplicationUntilProxyStarts"] = value,
-                other => bail!("the harness does not know the Istio value {other}"),
+        let mut values = Vec::new();
+        if let Some(v) = settings.get("values") {
+            flatten_values("", v, &mut values);
+        }
+        for (key, value) in values {
+            let Some((_, ours)) = VALUE_KEYS.iter().find(|(k, _)| *k == key) else {
+                bail!("the harness does not know the Istio value {key}");
+            };
+            let mut slot = &mut cfg;
+            for part in ours.split('.') {
+                slot = &mut slot[part];
             }
+            *slot = match (ours, value) {
+                // Istio's values take `imagePullSecrets` as names or as `{name: ...}` objects.
+                (&"imagePullSecrets", Value::Array(items)) => {
+                    Value::Array(items.into_iter().map(|i| i.get("name").cloned().unwrap_or(i)).collect())
+                }
+                (_, value) => value,
+            };
         }
     }
     Ok(cfg.to_string())
