@@ -46,7 +46,7 @@ Programs istio-iptables-compatible traffic capture (iptables or nftables) in the
 namespace. Takes every istio-iptables flag and environment variable, e.g.:
   -p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -x '' -b '*' -d 15090,15021,15020
   --dry-run --native-nftables --reconcile --cleanup-only --run-validation
-See docs/init.md for the full table.
+See the README (mesh-init, Flags and environment) for the full table.
 ";
 
 /// Runs mesh-init with `args` (without the program name) and environment lookup `env`; normal

@@ -5,8 +5,8 @@
 
 pub mod cli;
 pub mod config_dump;
-pub mod proxy_status;
 pub mod explain;
 pub mod inject;
+pub mod proxy_status;
 
 pub use cli::{Cli, run};
