@@ -9,7 +9,6 @@ use anyhow::{Context, anyhow, bail};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::command::{AdminVia, ExplainArgs};
 use super::provenance::ObjectRef;
@@ -17,6 +16,7 @@ use super::report::ObjectStatus;
 use super::trace::{Resolution, resolve_offline};
 use super::{Input, Report, Request, explain, pod_capture};
 use crate::config_dump::ConfigDump;
+use crate::proxy_status::fetch;
 
 /// Explains a pod of a live cluster (runs its own async runtime).
 pub fn explain_pod(args: &ExplainArgs, request: Option<&Request>) -> anyhow::Result<Report> {
@@ -65,24 +65,19 @@ async fn explain_pod_async(args: &ExplainArgs, request: Option<&Request>) -> any
     let path = "/config_dump?include_eds";
     let body = match args.admin_via {
         AdminVia::PortForward => {
-            bounded(
-                "port-forward to the sidecar's admin port",
-                timeout,
-                admin_via_portforward(&pods, name, args.admin_port, path),
-            )
+            bounded("port-forward to the sidecar's admin port", timeout, async {
+                Ok(fetch::http_via_portforward(&client, &namespace, name, args.admin_port, path).await?)
+            })
             .await?
         }
         AdminVia::Proxy => {
-            let uri = format!("/api/v1/namespaces/{namespace}/pods/{name}:{}/proxy{path}", args.admin_port);
-            let req = http::Request::get(uri).body(Vec::new())?;
             bounded("the API server's pod proxy", timeout, async {
-                client.request_text(req).await.context("reading /config_dump through the API server's pod proxy")
+                Ok(fetch::http_via_proxy(&client, &namespace, name, args.admin_port, path).await?)
             })
             .await?
         }
     };
-    let dump =
-        ConfigDump::parse(body.as_bytes()).with_context(|| format!("the config dump of pod {namespace}/{name}"))?;
+    let dump = ConfigDump::parse(&body).with_context(|| format!("the config dump of pod {namespace}/{name}"))?;
     drop(body);
 
     let resolution = match request {
@@ -96,64 +91,6 @@ async fn explain_pod_async(args: &ExplainArgs, request: Option<&Request>) -> any
     }
     report.objects = objects;
     Ok(report)
-}
-
-/// GETs `path` from the pod's admin port through a port-forward (HTTP/1.1, connection closed after).
-async fn admin_via_portforward(pods: &Api<Pod>, pod: &str, port: u16, path: &str) -> anyhow::Result<String> {
-    let mut pf = pods.portforward(pod, &[port]).await.with_context(|| format!("port-forward to {pod}:{port}"))?;
-    let mut stream = pf.take_stream(port).ok_or_else(|| anyhow!("port-forward to {pod}:{port} gave no stream"))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.with_context(|| format!("reading {path} from {pod}:{port}"))?;
-    drop(stream);
-    pf.abort();
-    let (status, body) = parse_http_response(&raw).with_context(|| format!("the answer of {pod}:{port}{path}"))?;
-    if status != 200 {
-        bail!(
-            "{pod}:{port}{path} answered {status}: {}",
-            String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
-        );
-    }
-    String::from_utf8(body).map_err(|e| anyhow!("{path} is not UTF-8: {e}"))
-}
-
-/// Splits an HTTP/1.1 response into status and body, decoding chunked transfer encoding.
-pub fn parse_http_response(raw: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
-    let end =
-        raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("no HTTP header ({} bytes)", raw.len()))?;
-    let head = std::str::from_utf8(&raw[..end])?;
-    let status: u16 = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("bad status line in {:?}", head.lines().next()))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let mut body = &raw[end + 4..];
-    if !chunked {
-        return Ok((status, body.to_vec()));
-    }
-    let mut out = Vec::with_capacity(body.len());
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").ok_or_else(|| anyhow!("truncated chunk header"))?;
-        let size_text = std::str::from_utf8(&body[..line_end])?.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| anyhow!("bad chunk size {size_text:?}"))?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok((status, out));
-        }
-        if body.len() < size + 2 {
-            bail!("truncated chunk: want {size} bytes, have {}", body.len());
-        }
-        out.extend_from_slice(&body[..size]);
-        body = &body[size + 2..];
-    }
 }
 
 /// Resolves `--to`'s host through the API server: the Service's cluster IP.
@@ -221,15 +158,5 @@ mod tests {
         assert_eq!(pod_name("foo").unwrap(), "foo");
         assert!(pod_name("svc/foo").unwrap_err().to_string().contains("not svc"));
         assert!(pod_name("pod/").is_err());
-    }
-
-    #[test]
-    fn http_responses_with_and_without_chunks() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
-        assert_eq!(parse_http_response(plain).unwrap(), (200, b"hi".to_vec()));
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_http_response(chunked).unwrap(), (200, b"abcde".to_vec()));
-        assert!(parse_http_response(b"garbage").is_err());
-        assert!(parse_http_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nab").is_err());
     }
 }
