@@ -12,6 +12,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mesh_core::inject::{Decision, InjectConfig, InjectRequest, inject};
 use serde_json::{Value, json};
 
+/// The allocator mesh-webhook runs injection with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn hello() -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"generateName": "hello-7d4f9-", "namespace": "default",

@@ -98,7 +98,7 @@ pub fn inject(pod: &Value, req: &InjectRequest, cfg: &InjectConfig) -> Decision 
 /// Like [`inject`], for a pod template whose workload is known (`kubectl mesh inject`): `workload`
 /// gives `ISTIO_META_OWNER`, `ISTIO_META_WORKLOAD_NAME` and the default canonical name.
 pub fn inject_workload(pod: &Value, workload: &Workload, req: &InjectRequest, cfg: &InjectConfig) -> Decision {
-    if pod.pointer("/spec/containers").and_then(Value::as_array).is_none() {
+    if at(pod, "/spec/containers").and_then(Value::as_array).is_none() {
         return Decision::Skip(SkipReason::NotAPod);
     }
     if let Err(message) = check_shape(pod) {
@@ -116,14 +116,14 @@ pub fn inject_workload(pod: &Value, workload: &Workload, req: &InjectRequest, cf
 
 /// The pod's namespace, else the request's, else `default`.
 fn namespace_of(pod: &Value, req: &InjectRequest) -> String {
-    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+    let ns = at(pod, "/metadata/namespace").and_then(Value::as_str).unwrap_or("");
     let ns = if ns.is_empty() { req.namespace } else { ns };
     if ns.is_empty() { "default".into() } else { ns.into() }
 }
 
 /// Rejects pods whose shape the API server would reject, so the patch always applies.
 fn check_shape(pod: &Value) -> Result<(), String> {
-    let object = |path: &str| match pod.pointer(path) {
+    let object = |path: &str| match at(pod, path) {
         None | Some(Value::Object(_)) => Ok(()),
         Some(other) => {
             Err(format!("invalid pod: {} must be a map, not {other}", path.trim_start_matches('/').replace('/', ".")))
@@ -133,7 +133,7 @@ fn check_shape(pod: &Value) -> Result<(), String> {
     object("/spec")?;
     for path in ["/metadata/labels", "/metadata/annotations"] {
         object(path)?;
-        if let Some(Value::Object(map)) = pod.pointer(path)
+        if let Some(Value::Object(map)) = at(pod, path)
             && let Some((k, v)) = map.iter().find(|(_, v)| !v.is_string())
         {
             let field = path.trim_start_matches('/').replace('/', ".");
@@ -141,7 +141,7 @@ fn check_shape(pod: &Value) -> Result<(), String> {
         }
     }
     for list in ["containers", "initContainers", "volumes", "imagePullSecrets"] {
-        match pod.pointer(&format!("/spec/{list}")) {
+        match at(pod, &format!("/spec/{list}")) {
             None => {}
             Some(Value::Array(items)) => {
                 if let Some(bad) = items.iter().find(|i| i.get("name").and_then(Value::as_str).is_none()) {
@@ -154,6 +154,12 @@ fn check_shape(pod: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The value at a JSON Pointer made of plain object keys (`/spec/containers`): like
+/// [`Value::pointer`] without unescaping (and allocating for) every token.
+fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('/').skip(1).try_fold(v, |v, key| v.get(key))
+}
+
 fn name_of(v: &Value) -> &str {
     v.get("name").and_then(Value::as_str).unwrap_or("")
 }
@@ -163,7 +169,7 @@ fn list(pod: &Value, path: &str) -> Vec<Value> {
 }
 
 fn list_ref<'a>(pod: &'a Value, path: &str) -> &'a [Value] {
-    pod.pointer(path).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    at(pod, path).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
@@ -193,7 +199,7 @@ fn plan(
     cfg: &InjectConfig,
 ) -> Result<Vec<json_patch::PatchOperation>, String> {
     let empty = Map::new();
-    let orig_annotations = pod.pointer("/metadata/annotations").and_then(Value::as_object).unwrap_or(&empty);
+    let orig_annotations = at(pod, "/metadata/annotations").and_then(Value::as_object).unwrap_or(&empty);
     annotations::validate(orig_annotations)?;
     let orig_containers = list_ref(pod, "/spec/containers");
     let orig_init = list_ref(pod, "/spec/initContainers");
@@ -219,7 +225,7 @@ fn plan(
     let mut containers = strip(orig_containers, prev.as_ref().map(|s| &s.containers));
     let mut init = strip(orig_init, prev.as_ref().map(|s| &s.init_containers));
     let mut annotations = orig_annotations.clone();
-    let mut labels = pod.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut labels = at(pod, "/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
     let target_port = ports::AGENT_STATUS.to_string();
     if prev.is_some() {
         if annotations.get(PROMETHEUS_PORT).and_then(Value::as_str) == Some(target_port.as_str()) {
@@ -261,7 +267,7 @@ fn plan(
         None => native_default,
     };
     let user_proxy = containers.iter().chain(&init).find(|c| name_of(c) == names::CONTAINER_PROXY);
-    let id = |key: &str| user_proxy.and_then(|p| p.pointer(&format!("/securityContext/{key}"))).and_then(Value::as_i64);
+    let id = |key: &str| user_proxy.and_then(|p| at(p, &format!("/securityContext/{key}"))).and_then(Value::as_i64);
     let mut proxy_config = Map::new();
     if !cfg.proxy_metadata.is_empty() {
         proxy_config.insert("proxyMetadata".into(), json!(cfg.proxy_metadata));
@@ -295,7 +301,7 @@ fn plan(
         proxy_config,
         proxy_uid: id("runAsUser"),
         proxy_gid: id("runAsGroup"),
-        service_account: pod.pointer("/spec/serviceAccountName").and_then(Value::as_str),
+        service_account: at(pod, "/spec/serviceAccountName").and_then(Value::as_str),
     };
     let hold = ctx.hold_application();
     let rendered = ctx.render(&cluster_id, &network);
@@ -454,17 +460,17 @@ fn plan(
     if pod.get("metadata").is_none() {
         ops.add("/metadata", json!({"labels": labels, "annotations": annotations}));
     } else {
-        ops.map("/metadata/labels", pod.pointer("/metadata/labels"), labels);
-        ops.map("/metadata/annotations", pod.pointer("/metadata/annotations"), annotations);
+        ops.map("/metadata/labels", at(pod, "/metadata/labels"), labels);
+        ops.map("/metadata/annotations", at(pod, "/metadata/annotations"), annotations);
     }
     let ours = |c: &Value| {
         let n = name_of(c);
         !(n == names::CONTAINER_PROXY || n == names::CONTAINER_INIT || n == names::CONTAINER_VALIDATION)
     };
-    ops.list("/spec/initContainers", pod.pointer("/spec/initContainers"), init, &ours);
-    ops.list("/spec/containers", pod.pointer("/spec/containers"), containers, &ours);
-    ops.list("/spec/volumes", pod.pointer("/spec/volumes"), volumes, &|_| false);
-    ops.list("/spec/imagePullSecrets", pod.pointer("/spec/imagePullSecrets"), pull_secrets, &|_| false);
+    ops.list("/spec/initContainers", at(pod, "/spec/initContainers"), init, &ours);
+    ops.list("/spec/containers", at(pod, "/spec/containers"), containers, &ours);
+    ops.list("/spec/volumes", at(pod, "/spec/volumes"), volumes, &|_| false);
+    ops.list("/spec/imagePullSecrets", at(pod, "/spec/imagePullSecrets"), pull_secrets, &|_| false);
     Ok(ops.0)
 }
 

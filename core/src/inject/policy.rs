@@ -3,21 +3,21 @@
 
 use serde_json::{Map, Value};
 
-use super::SkipReason;
 use super::config::{InjectConfig, InjectPolicy};
+use super::{SkipReason, at};
 use crate::names;
 
 /// Returns why the pod is skipped, or `None` when it is to be injected.
 pub fn skip_reason(pod: &Value, namespace: &str, cfg: &InjectConfig) -> Option<SkipReason> {
-    if pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true) {
+    if at(pod, "/spec/hostNetwork").and_then(Value::as_bool) == Some(true) {
         return Some(SkipReason::HostNetwork);
     }
     if names::IGNORED_NAMESPACES.contains(&namespace) {
         return Some(SkipReason::IgnoredNamespace);
     }
     let empty = Map::new();
-    let labels = pod.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty);
-    let annotations = pod.pointer("/metadata/annotations").and_then(Value::as_object).unwrap_or(&empty);
+    let labels = at(pod, "/metadata/labels").and_then(Value::as_object).unwrap_or(&empty);
+    let annotations = at(pod, "/metadata/annotations").and_then(Value::as_object).unwrap_or(&empty);
     // The label is the newer API and wins over the annotation.
     let switch =
         labels.get(names::SIDECAR_INJECT).or_else(|| annotations.get(names::SIDECAR_INJECT)).and_then(Value::as_str);

@@ -109,11 +109,15 @@ pub fn app_probers(containers: &[&Value], target: u16, previous: &BTreeMap<Strin
             }
         };
         for (field, suffix) in PROBES {
-            let probe = c.get(field);
-            add(format!("/app-health/{name}/{suffix}"), probe, probe.and_then(|p| p.get("timeoutSeconds")));
+            if let Some(probe) = c.get(field) {
+                add(format!("/app-health/{name}/{suffix}"), Some(probe), probe.get("timeoutSeconds"));
+            }
         }
+        let lifecycle = c.get("lifecycle");
         for (field, suffix) in HOOKS {
-            add(format!("/app-lifecycle/{name}/{suffix}"), c.pointer(&format!("/lifecycle/{field}")), None);
+            if let Some(hook) = lifecycle.and_then(|l| l.get(field)) {
+                add(format!("/app-lifecycle/{name}/{suffix}"), Some(hook), None);
+            }
         }
     }
     out
@@ -133,17 +137,20 @@ pub fn rewrite_container(c: &mut Value, status_port: u16) {
     if name == names::CONTAINER_PROXY {
         return;
     }
+    let Some(fields) = c.as_object_mut() else { return };
     for (field, suffix) in PROBES {
-        let path = format!("/app-health/{name}/{suffix}");
-        if let Some(new) = c.get(field).and_then(Value::as_object).and_then(|p| rewritten(p, &path, status_port)) {
-            c[field] = Value::Object(new);
+        if let Some(slot) = fields.get_mut(field)
+            && let Some(new) =
+                slot.as_object().and_then(|p| rewritten(p, &format!("/app-health/{name}/{suffix}"), status_port))
+        {
+            *slot = Value::Object(new);
         }
     }
+    let Some(lifecycle) = fields.get_mut("lifecycle").and_then(Value::as_object_mut) else { return };
     for (field, suffix) in HOOKS {
-        let path = format!("/app-lifecycle/{name}/{suffix}");
-        let pointer = format!("/lifecycle/{field}");
-        if let Some(new) = c.pointer(&pointer).and_then(Value::as_object).and_then(|h| rewritten(h, &path, status_port))
-            && let Some(slot) = c.pointer_mut(&pointer)
+        if let Some(slot) = lifecycle.get_mut(field)
+            && let Some(new) =
+                slot.as_object().and_then(|h| rewritten(h, &format!("/app-lifecycle/{name}/{suffix}"), status_port))
         {
             *slot = Value::Object(new);
         }
