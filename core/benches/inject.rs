@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mesh_core::inject::{Decision, InjectConfig, InjectRequest, inject};
+use mesh_core::inject::{Decision, InjectConfig, InjectRequest, Injector, inject};
 use serde_json::{Value, json};
 
 /// The allocator mesh-webhook runs injection with.
@@ -105,17 +105,23 @@ fn request() -> InjectRequest<'static> {
 }
 
 fn wall(c: &mut Criterion) {
-    let cfg = InjectConfig::default();
+    // As mesh-webhook injects: with an Injector made once per config.
+    let injector = Injector::new(InjectConfig::default());
     for (name, pod) in cases() {
-        assert!(matches!(inject(&pod, &request(), &cfg), Decision::Patch(_)));
+        assert!(matches!(injector.inject(&pod, &request()), Decision::Patch(_)));
         c.bench_function(&format!("inject/{name}"), |b| {
-            b.iter(|| inject(black_box(&pod), black_box(&request()), black_box(&cfg)))
+            b.iter(|| injector.inject(black_box(&pod), black_box(&request())))
         });
     }
+    // The plain function, which renders the whole template every time (`kubectl mesh inject`'s
+    // first pod, tests).
+    let cfg = InjectConfig::default();
+    let pod = hello();
+    c.bench_function("inject-fn/hello", |b| b.iter(|| inject(black_box(&pod), black_box(&request()), black_box(&cfg))));
 }
 
 fn cpu(c: &mut Criterion<CpuTime>) {
-    let cfg = InjectConfig::default();
+    let injector = Injector::new(InjectConfig::default());
     for (name, pod) in cases() {
         c.bench_function(&format!("inject-cpu/{name}"), |b| {
             // The kernel's per-thread CPU clock advances in scheduler ticks: repeat the batch until
@@ -125,7 +131,7 @@ fn cpu(c: &mut Criterion<CpuTime>) {
                 let mut batches = 0u32;
                 while batches == 0 || thread_cpu_ns().saturating_sub(start) < 50_000_000 {
                     for _ in 0..iters {
-                        black_box(inject(black_box(&pod), black_box(&request()), black_box(&cfg)));
+                        black_box(injector.inject(black_box(&pod), black_box(&request())));
                     }
                     batches += 1;
                 }

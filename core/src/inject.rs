@@ -89,15 +89,67 @@ pub enum Decision {
 
 /// Decides what to do with `pod` and, when it is to be injected, builds the patch. The owning
 /// workload is derived from the pod's controller reference, as Istio's webhook does.
+///
+/// For many pods with one config, [`Injector`] gives the same answers faster.
 pub fn inject(pod: &Value, req: &InjectRequest, cfg: &InjectConfig) -> Decision {
     let namespace = namespace_of(pod, req);
     let workload = Workload::from_pod(pod, &namespace);
-    inject_workload(pod, &workload, req, cfg)
+    decide(pod, &workload, req, cfg, None)
 }
 
 /// Like [`inject`], for a pod template whose workload is known (`kubectl mesh inject`): `workload`
 /// gives `ISTIO_META_OWNER`, `ISTIO_META_WORKLOAD_NAME` and the default canonical name.
 pub fn inject_workload(pod: &Value, workload: &Workload, req: &InjectRequest, cfg: &InjectConfig) -> Decision {
+    decide(pod, workload, req, cfg, None)
+}
+
+/// An [`InjectConfig`] with the parts of the sidecar template that depend on it alone (volumes,
+/// mounts, resources, the init container, most of the proxy's env) rendered once. Its answers are
+/// exactly those of [`inject`] and [`inject_workload`] with the same config; the webhook keeps one
+/// per loaded config.
+pub struct Injector {
+    cfg: InjectConfig,
+    prebuilt: template::Prebuilt,
+}
+
+impl Injector {
+    /// Renders the config-only parts of the template for `cfg`.
+    pub fn new(cfg: InjectConfig) -> Injector {
+        let prebuilt = template::Prebuilt::new(&cfg);
+        Injector { cfg, prebuilt }
+    }
+
+    /// The config.
+    pub fn config(&self) -> &InjectConfig {
+        &self.cfg
+    }
+
+    /// [`inject`] with this config.
+    pub fn inject(&self, pod: &Value, req: &InjectRequest) -> Decision {
+        let namespace = namespace_of(pod, req);
+        let workload = Workload::from_pod(pod, &namespace);
+        decide(pod, &workload, req, &self.cfg, Some(&self.prebuilt))
+    }
+
+    /// [`inject_workload`] with this config.
+    pub fn inject_workload(&self, pod: &Value, workload: &Workload, req: &InjectRequest) -> Decision {
+        decide(pod, workload, req, &self.cfg, Some(&self.prebuilt))
+    }
+}
+
+impl std::fmt::Debug for Injector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Injector").field("config", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+fn decide(
+    pod: &Value,
+    workload: &Workload,
+    req: &InjectRequest,
+    cfg: &InjectConfig,
+    prebuilt: Option<&template::Prebuilt>,
+) -> Decision {
     if at(pod, "/spec/containers").and_then(Value::as_array).is_none() {
         return Decision::Skip(SkipReason::NotAPod);
     }
@@ -108,7 +160,7 @@ pub fn inject_workload(pod: &Value, workload: &Workload, req: &InjectRequest, cf
     if let Some(reason) = policy::skip_reason(pod, &namespace, cfg) {
         return Decision::Skip(reason);
     }
-    match plan(pod, workload, req, cfg) {
+    match plan(pod, workload, req, cfg, prebuilt) {
         Ok(ops) => Decision::Patch(json_patch::Patch(ops)),
         Err(message) => Decision::Deny(message),
     }
@@ -123,25 +175,24 @@ fn namespace_of(pod: &Value, req: &InjectRequest) -> String {
 
 /// Rejects pods whose shape the API server would reject, so the patch always applies.
 fn check_shape(pod: &Value) -> Result<(), String> {
-    let object = |path: &str| match at(pod, path) {
+    let object = |field: &str, value: Option<&Value>| match value {
         None | Some(Value::Object(_)) => Ok(()),
-        Some(other) => {
-            Err(format!("invalid pod: {} must be a map, not {other}", path.trim_start_matches('/').replace('/', ".")))
-        }
+        Some(other) => Err(format!("invalid pod: {field} must be a map, not {other}")),
     };
-    object("/metadata")?;
-    object("/spec")?;
-    for path in ["/metadata/labels", "/metadata/annotations"] {
-        object(path)?;
-        if let Some(Value::Object(map)) = at(pod, path)
+    let (meta, spec) = (pod.get("metadata"), pod.get("spec"));
+    object("metadata", meta)?;
+    object("spec", spec)?;
+    for (field, key) in [("metadata.labels", "labels"), ("metadata.annotations", "annotations")] {
+        let value = meta.and_then(|m| m.get(key));
+        object(field, value)?;
+        if let Some(Value::Object(map)) = value
             && let Some((k, v)) = map.iter().find(|(_, v)| !v.is_string())
         {
-            let field = path.trim_start_matches('/').replace('/', ".");
             return Err(format!("invalid pod: {field}[{k:?}] must be a string, not {v}"));
         }
     }
     for list in ["containers", "initContainers", "volumes", "imagePullSecrets"] {
-        match at(pod, &format!("/spec/{list}")) {
+        match spec.and_then(|s| s.get(list)) {
             None => {}
             Some(Value::Array(items)) => {
                 if let Some(bad) = items.iter().find(|i| i.get("name").and_then(Value::as_str).is_none()) {
@@ -197,12 +248,17 @@ fn plan(
     workload: &Workload,
     req: &InjectRequest,
     cfg: &InjectConfig,
+    prebuilt: Option<&template::Prebuilt>,
 ) -> Result<Vec<json_patch::PatchOperation>, String> {
     let empty = Map::new();
-    let orig_annotations = at(pod, "/metadata/annotations").and_then(Value::as_object).unwrap_or(&empty);
+    let (meta, spec) = (pod.get("metadata"), pod.get("spec"));
+    let m = |key: &str| meta.and_then(|m| m.get(key));
+    let s = |key: &str| spec.and_then(|s| s.get(key));
+    let s_list = |key: &str| s(key).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let orig_annotations = m("annotations").and_then(Value::as_object).unwrap_or(&empty);
     annotations::validate(orig_annotations)?;
-    let orig_containers = list_ref(pod, "/spec/containers");
-    let orig_init = list_ref(pod, "/spec/initContainers");
+    let orig_containers = s_list("containers");
+    let orig_init = s_list("initContainers");
 
     // A previous injection: strip what it added, keeping what the agent needs to stay idempotent.
     let prev = match orig_annotations.get(names::SIDECAR_STATUS).and_then(Value::as_str) {
@@ -225,7 +281,7 @@ fn plan(
     let mut containers = strip(orig_containers, prev.as_ref().map(|s| &s.containers));
     let mut init = strip(orig_init, prev.as_ref().map(|s| &s.init_containers));
     let mut annotations = orig_annotations.clone();
-    let mut labels = at(pod, "/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut labels = m("labels").and_then(Value::as_object).cloned().unwrap_or_default();
     let target_port = ports::AGENT_STATUS.to_string();
     if prev.is_some() {
         if annotations.get(PROMETHEUS_PORT).and_then(Value::as_str) == Some(target_port.as_str()) {
@@ -268,10 +324,7 @@ fn plan(
     };
     let user_proxy = containers.iter().chain(&init).find(|c| name_of(c) == names::CONTAINER_PROXY);
     let id = |key: &str| user_proxy.and_then(|p| at(p, &format!("/securityContext/{key}"))).and_then(Value::as_i64);
-    let mut proxy_config = Map::new();
-    if !cfg.proxy_metadata.is_empty() {
-        proxy_config.insert("proxyMetadata".into(), json!(cfg.proxy_metadata));
-    }
+    let mut proxy_config = template::default_proxy_config(cfg);
     if let Some(text) = annotations.get(annotations::PROXY_CONFIG).and_then(Value::as_str) {
         let mut merged = Value::Object(proxy_config);
         merge::merge(&mut merged, &Value::Object(annotations::proxy_config(text)?));
@@ -301,7 +354,9 @@ fn plan(
         proxy_config,
         proxy_uid: id("runAsUser"),
         proxy_gid: id("runAsGroup"),
-        service_account: at(pod, "/spec/serviceAccountName").and_then(Value::as_str),
+        service_account: s("serviceAccountName").and_then(Value::as_str),
+        prebuilt,
+        reads: None,
     };
     let hold = ctx.hold_application();
     let rendered = ctx.render(&cluster_id, &network);
@@ -323,9 +378,9 @@ fn plan(
     }
     merge::merge_list(&mut init, rendered.init_containers, "name");
     merge::merge_list(&mut containers, rendered.containers, "name");
-    let mut volumes = list(pod, "/spec/volumes");
+    let mut volumes = s_list("volumes").to_vec();
     merge::merge_list(&mut volumes, rendered.volumes, "name");
-    let mut pull_secrets = list(pod, "/spec/imagePullSecrets");
+    let mut pull_secrets = s_list("imagePullSecrets").to_vec();
     let wanted: Vec<Value> = rendered.image_pull_secrets.iter().map(|s| json!({"name": s})).collect();
     merge::merge_list(&mut pull_secrets, wanted, "name");
 
@@ -460,17 +515,17 @@ fn plan(
     if pod.get("metadata").is_none() {
         ops.add("/metadata", json!({"labels": labels, "annotations": annotations}));
     } else {
-        ops.map("/metadata/labels", at(pod, "/metadata/labels"), labels);
-        ops.map("/metadata/annotations", at(pod, "/metadata/annotations"), annotations);
+        ops.map("/metadata/labels", m("labels"), labels);
+        ops.map("/metadata/annotations", m("annotations"), annotations);
     }
     let ours = |c: &Value| {
         let n = name_of(c);
         !(n == names::CONTAINER_PROXY || n == names::CONTAINER_INIT || n == names::CONTAINER_VALIDATION)
     };
-    ops.list("/spec/initContainers", at(pod, "/spec/initContainers"), init, &ours);
-    ops.list("/spec/containers", at(pod, "/spec/containers"), containers, &ours);
-    ops.list("/spec/volumes", at(pod, "/spec/volumes"), volumes, &|_| false);
-    ops.list("/spec/imagePullSecrets", at(pod, "/spec/imagePullSecrets"), pull_secrets, &|_| false);
+    ops.list("/spec/initContainers", s("initContainers"), init, &ours);
+    ops.list("/spec/containers", s("containers"), containers, &ours);
+    ops.list("/spec/volumes", s("volumes"), volumes, &|_| false);
+    ops.list("/spec/imagePullSecrets", s("imagePullSecrets"), pull_secrets, &|_| false);
     Ok(ops.0)
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use mesh_core::inject::{Decision, InjectConfig, InjectRequest, NativeSidecars, Workload, inject_workload};
+use mesh_core::inject::{Decision, InjectConfig, InjectRequest, Injector, NativeSidecars, Workload};
 use serde_json::{Map, Value, json};
 
 use crate::cli::EXIT_OK;
@@ -166,17 +166,18 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
 
 /// Injects every pod template in the manifests; other objects come back unchanged, in order.
 pub fn inject_manifests(text: &str, cfg: &InjectConfig) -> Result<Vec<Value>, InjectError> {
-    parse_documents(text)?.into_iter().enumerate().map(|(i, doc)| inject_object(doc, i + 1, cfg)).collect()
+    let injector = Injector::new(cfg.clone());
+    parse_documents(text)?.into_iter().enumerate().map(|(i, doc)| inject_object(doc, i + 1, &injector)).collect()
 }
 
 /// Injects one object (a `List` item by item).
-pub fn inject_object(mut obj: Value, document: usize, cfg: &InjectConfig) -> Result<Value, InjectError> {
+pub fn inject_object(mut obj: Value, document: usize, injector: &Injector) -> Result<Value, InjectError> {
     let text = |v: &Value, path: &str| v.pointer(path).and_then(Value::as_str).unwrap_or("").to_owned();
     let kind = text(&obj, "/kind");
     if kind == "List" {
         if let Some(items) = obj.get_mut("items").and_then(Value::as_array_mut) {
             for item in items.iter_mut() {
-                *item = inject_object(item.take(), document, cfg)?;
+                *item = inject_object(item.take(), document, injector)?;
             }
         }
         return Ok(obj);
@@ -212,7 +213,7 @@ pub fn inject_object(mut obj: Value, document: usize, cfg: &InjectConfig) -> Res
     // Offline there are no nodes to ask: `auto` means native sidecars, as on every Kubernetes >= 1.33.
     let req =
         InjectRequest { namespace: &namespace, cluster_id: None, network: None, nodes_support_native_sidecars: true };
-    let patch = match inject_workload(&pod, &workload, &req, cfg) {
+    let patch = match injector.inject_workload(&pod, &workload, &req) {
         Decision::Patch(patch) => patch,
         Decision::Skip(_) => return Ok(obj),
         Decision::Deny(message) => return Err(InjectError::Denied { document, kind, name, message }),

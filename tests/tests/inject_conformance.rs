@@ -1,10 +1,11 @@
 //! Conformance with Istio's injector: every case of `shared/conformance/istio-inject/cases.yaml`
-//! goes through `mesh_core::inject::inject` (what the webhook calls), the JSON patch is applied with
+//! goes through `mesh_core::inject::Injector` (what the webhook calls; the plain `inject` function
+//! must give the identical decision), the JSON patch is applied with
 //! the json-patch crate, and the pod is compared with Istio's golden output after the normalisation
 //! the cases file describes. Prints `inject conformance: N/M`; fails unless every case passes.
 
 use anyhow::{Context, bail};
-use mesh_core::inject::{Decision, InjectConfig, InjectRequest, inject};
+use mesh_core::inject::{Decision, InjectConfig, InjectRequest, Injector, inject};
 use mesh_tests::inject_cases::{Case, Expect, compare, load_cases, to_pod};
 use serde_json::{Value, json};
 
@@ -15,6 +16,13 @@ fn request() -> InjectRequest<'static> {
 /// Runs one case; `Ok(())` when it matches.
 fn run_case(case: &Case) -> anyhow::Result<()> {
     let cfg = InjectConfig::from_yaml(&case.config_yaml)?;
+    let injector = Injector::new(cfg.clone());
+    // The injector reuses the template parts it rendered for the config: same answer as rendering all.
+    let inject = |pod: &Value, req: &InjectRequest, cfg: &InjectConfig| {
+        let decision = injector.inject(pod, req);
+        assert_eq!(decision, inject(pod, req, cfg), "Injector and inject disagree");
+        decision
+    };
     match &case.expect {
         Expect::DenyContaining(expected) => {
             for pod in &case.pods {

@@ -1,5 +1,5 @@
 //! The HTTP layer: AdmissionReviews in, injection decisions out ([`router`]), and the health
-//! endpoints ([`health_router`]). Injection itself is `mesh_core::inject::inject`, a pure function.
+//! endpoints ([`health_router`]). Injection itself is `mesh_core::inject::Injector`, pure functions.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use mesh_core::inject::{Decision, InjectConfig, InjectRequest};
+use mesh_core::inject::{Decision, InjectConfig, InjectRequest, Injector};
 
 use crate::admission::{self, InjectTarget, Verdict};
 use crate::metrics::{Metrics, Outcome};
@@ -25,7 +25,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Everything the handlers share. Config, certificate and node support change at runtime.
 #[derive(Debug)]
 pub struct AppState {
-    config: ArcSwapOption<InjectConfig>,
+    config: ArcSwapOption<Injector>,
     native_sidecars: AtomicBool,
     nodes_synced: AtomicBool,
     draining: AtomicBool,
@@ -48,13 +48,14 @@ impl AppState {
         }
     }
 
-    /// Replaces the config atomically; reviews already running keep the one they started with.
+    /// Replaces the config atomically (with its prebuilt template parts); reviews already running keep
+    /// the one they started with.
     pub fn set_config(&self, config: InjectConfig) {
-        self.config.store(Some(Arc::new(config)));
+        self.config.store(Some(Arc::new(Injector::new(config))));
     }
 
-    /// The config in use, if one is loaded.
-    pub fn config(&self) -> Option<Arc<InjectConfig>> {
+    /// The injector for the config in use, if one is loaded.
+    pub fn config(&self) -> Option<Arc<Injector>> {
         self.config.load_full()
     }
 
@@ -234,7 +235,7 @@ fn answer(
         reason: "bad_request",
         message: e.to_string(),
     })?;
-    let config = state.config().ok_or_else(|| Failure {
+    let injector = state.config().ok_or_else(|| Failure {
         status: StatusCode::SERVICE_UNAVAILABLE,
         reason: "not_ready",
         message: "no valid InjectConfig loaded yet".into(),
@@ -246,7 +247,7 @@ fn answer(
         network: target.network.as_deref(),
         nodes_support_native_sidecars: state.native_sidecars(),
     };
-    let decision = mesh_core::inject::inject(&request.object, &inject_request, &config);
+    let decision = injector.inject(&request.object, &inject_request);
     let (verdict, outcome, reason, reason_text) = match decision {
         Decision::Skip(why) => (Verdict::Allow, Outcome::Skipped, why.label(), why.label().to_string()),
         Decision::Deny(message) => (Verdict::Deny(message.clone()), Outcome::Denied, "", message),

@@ -1,6 +1,8 @@
 //! Emits the minimal RFC 6902 operations that turn the original pod into the injected one, area by
 //! area (labels, annotations, each pod list), without diffing whole pods.
 
+use std::borrow::Cow;
+
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::{Map, Value};
@@ -10,11 +12,11 @@ use serde_json::{Map, Value};
 pub struct Ops(pub Vec<PatchOperation>);
 
 /// Escapes one JSON Pointer token (`~` to `~0`, `/` to `~1`).
-pub fn escape(token: &str) -> String {
+pub fn escape(token: &str) -> Cow<'_, str> {
     if !token.contains(['~', '/']) {
-        return token.to_owned();
+        return Cow::Borrowed(token);
     }
-    token.replace('~', "~0").replace('/', "~1")
+    Cow::Owned(token.replace('~', "~0").replace('/', "~1"))
 }
 
 fn pointer(path: &str) -> PointerBuf {
@@ -59,7 +61,10 @@ impl Ops {
             }
         }
         for (key, value) in target {
-            self.set(&format!("{path}/{}", escape(&key)), orig.get(&key), value);
+            let original = orig.get(&key);
+            if original != Some(&value) {
+                self.set(&format!("{path}/{}", escape(&key)), original, value);
+            }
         }
     }
 
@@ -81,46 +86,59 @@ impl Ops {
                 return;
             }
         };
-        let key = |v: &Value| v.get("name").cloned();
-        if !is_subsequence(orig, &target, &key) {
+        fn key(v: &Value) -> Option<&str> {
+            v.get("name").and_then(Value::as_str)
+        }
+        // For each target element, whether it is the next original one (kept in place).
+        let kept: Option<Vec<bool>> = {
+            let orig_keys: Vec<Option<&str>> = orig.iter().map(key).collect();
+            let target_keys: Vec<Option<&str>> = target.iter().map(key).collect();
+            is_subsequence(&orig_keys, &target_keys).then(|| {
+                let mut i = 0;
+                target_keys
+                    .iter()
+                    .map(|k| {
+                        let hit = orig_keys.get(i) == Some(k);
+                        i += usize::from(hit);
+                        hit
+                    })
+                    .collect()
+            })
+        };
+        let Some(kept) = kept else {
             self.set(path, original, Value::Array(target));
             return;
-        }
+        };
         let mut i = 0;
-        for (j, item) in target.into_iter().enumerate() {
-            match orig.get(i) {
-                Some(o) if key(o) == key(&item) => {
+        for (j, (item, kept)) in target.into_iter().zip(kept).enumerate() {
+            if kept {
+                let o = &orig[i];
+                if *o != item {
                     let element = format!("{path}/{j}");
-                    if *o != item {
-                        match (field_level(&item), item) {
-                            (true, Value::Object(fields)) => self.map(&element, Some(o), fields),
-                            (_, item) => self.replace(&element, item),
-                        }
+                    match (field_level(&item), item) {
+                        (true, Value::Object(fields)) => self.map(&element, Some(o), fields),
+                        (_, item) => self.replace(&element, item),
                     }
-                    i += 1;
                 }
-                _ => {
-                    let at_end = i == orig.len();
-                    let element = if at_end { format!("{path}/-") } else { format!("{path}/{j}") };
-                    self.add(&element, item);
-                }
+                i += 1;
+            } else {
+                let element = if i == orig.len() { format!("{path}/-") } else { format!("{path}/{j}") };
+                self.add(&element, item);
             }
         }
     }
 }
 
-/// Whether every element of `orig` appears in `target`, in order, with unique keys.
-fn is_subsequence(orig: &[Value], target: &[Value], key: &dyn Fn(&Value) -> Option<Value>) -> bool {
-    let mut seen = Vec::new();
-    for o in orig {
-        let k = key(o);
-        if k.is_none() || seen.contains(&k) {
+/// Whether every original key appears in the target keys, in order, and the original keys are
+/// present and unique.
+fn is_subsequence(orig: &[Option<&str>], target: &[Option<&str>]) -> bool {
+    for (n, k) in orig.iter().enumerate() {
+        if k.is_none() || orig[..n].contains(k) {
             return false;
         }
-        seen.push(k);
     }
     let mut t = target.iter();
-    orig.iter().all(|o| t.any(|x| key(x) == key(o)))
+    orig.iter().all(|o| t.any(|x| x == o))
 }
 
 #[cfg(test)]

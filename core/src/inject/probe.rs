@@ -87,6 +87,11 @@ pub fn app_probers(containers: &[&Value], target: u16, previous: &BTreeMap<Strin
         if name == names::CONTAINER_PROXY {
             continue;
         }
+        let has_checks = PROBES.iter().any(|(field, _)| c.get(field).is_some())
+            || c.get("lifecycle").is_some_and(|l| HOOKS.iter().any(|(field, _)| l.get(field).is_some()));
+        if !has_checks {
+            continue;
+        }
         let mut ports = Map::new();
         for p in c.get("ports").and_then(Value::as_array).into_iter().flatten() {
             if let (Some(n), Some(port)) = (p.get("name").and_then(Value::as_str), p.get("containerPort"))

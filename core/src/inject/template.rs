@@ -2,6 +2,7 @@
 //! container, `istio-proxy`, volumes, labels and annotations), built directly as JSON values.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
@@ -35,6 +36,96 @@ pub struct Context<'a> {
     pub service_account: Option<&'a str>,
     /// See `proxy_uid`.
     pub proxy_gid: Option<i64>,
+    /// The parts rendered once for this config, reused where this pod's inputs are the defaults.
+    pub prebuilt: Option<&'a Prebuilt>,
+    /// While prebuilding: the annotation keys read so far.
+    pub reads: Option<&'a RefCell<Vec<String>>>,
+}
+
+/// A part of the template rendered for the default inputs, with the annotation keys it read.
+pub struct Part<T> {
+    value: T,
+    keys: Vec<String>,
+}
+
+/// The parts of the template rendered once per config ([`super::Injector`]).
+///
+/// Each part was rendered with no annotations and default inputs, recording every annotation key it
+/// looked up. It is reused for a pod that has none of those keys and whose other inputs the part reads
+/// (listed at each use) are the defaults too: the rendering code then takes the same path, reads the
+/// same values and produces the same part. Tests check both paths against each other.
+pub struct Prebuilt {
+    /// The ProxyConfig a pod without `proxy.istio.io/config` gets.
+    proxy_config: Map<String, Value>,
+    /// The `PROXY_CONFIG` env value for that ProxyConfig.
+    proxy_config_env: String,
+    /// The proxy metadata env entries for that ProxyConfig.
+    metadata_env: Vec<Value>,
+    /// The proxy's first env entries, which depend on the config alone.
+    env_head: Vec<Value>,
+    resources: Part<Value>,
+    init_container: Part<Value>,
+    proxy_security_context: Part<Value>,
+    /// `istio-proxy` with a null `env` (filled in per pod), as a regular and as a native sidecar.
+    proxy: Part<Value>,
+    native_proxy: Part<Value>,
+    volume_mounts: Part<Vec<Value>>,
+    volumes: Part<Vec<Value>>,
+}
+
+impl Prebuilt {
+    /// Renders the config-only parts of the template.
+    pub fn new(cfg: &InjectConfig) -> Prebuilt {
+        let empty = Map::new();
+        let workload = Workload::default();
+        let reads = RefCell::new(Vec::new());
+        let proxy_config = default_proxy_config(cfg);
+        let ctx = |native: bool| Context {
+            cfg,
+            annotations: &empty,
+            labels: &empty,
+            containers: &[],
+            workload: &workload,
+            native,
+            proxy_config: proxy_config.clone(),
+            proxy_uid: None,
+            proxy_gid: None,
+            service_account: None,
+            prebuilt: None,
+            reads: Some(&reads),
+        };
+        fn part<T>(reads: &RefCell<Vec<String>>, render: impl FnOnce() -> T) -> Part<T> {
+            reads.borrow_mut().clear();
+            let value = render();
+            let mut keys = std::mem::take(&mut *reads.borrow_mut());
+            keys.sort();
+            keys.dedup();
+            Part { value, keys }
+        }
+        let (regular, native) = (ctx(false), ctx(true));
+        Prebuilt {
+            proxy_config_env: regular.proxy_config_env(),
+            metadata_env: regular.metadata_env(),
+            env_head: regular.env_head(),
+            resources: part(&reads, || regular.resources()),
+            init_container: part(&reads, || regular.init_container()),
+            proxy_security_context: part(&reads, || regular.proxy_security_context()),
+            proxy: part(&reads, || regular.proxy_container_with(Value::Null)),
+            native_proxy: part(&reads, || native.proxy_container_with(Value::Null)),
+            volume_mounts: part(&reads, || regular.volume_mounts()),
+            volumes: part(&reads, || regular.volumes()),
+            proxy_config,
+        }
+    }
+}
+
+/// The ProxyConfig of a pod without `proxy.istio.io/config`: the config's proxy metadata.
+pub fn default_proxy_config(cfg: &InjectConfig) -> Map<String, Value> {
+    let mut proxy_config = Map::new();
+    if !cfg.proxy_metadata.is_empty() {
+        proxy_config.insert("proxyMetadata".into(), json!(cfg.proxy_metadata));
+    }
+    proxy_config
 }
 
 /// What the template adds to a pod.
@@ -55,7 +146,27 @@ pub struct Rendered {
 
 impl Context<'_> {
     fn ann(&self, key: &str) -> Option<&str> {
+        if let Some(reads) = self.reads {
+            reads.borrow_mut().push(key.to_owned());
+        }
         self.annotations.get(key).and_then(Value::as_str)
+    }
+
+    /// The prebuilt part when none of the annotations it read is set on this pod.
+    fn reuse<'p, T>(&self, part: impl FnOnce(&'p Prebuilt) -> &'p Part<T>) -> Option<&'p T>
+    where
+        Self: 'p,
+    {
+        let part = part(self.prebuilt?);
+        part.keys.iter().all(|k| !self.annotations.contains_key(k)).then_some(&part.value)
+    }
+
+    /// Whether this pod's proxy inputs are the defaults the prebuilt parts were rendered with: the
+    /// ProxyConfig (same members in the same order) and no user-set proxy UID or GID.
+    fn default_proxy_inputs(&self) -> bool {
+        self.proxy_uid.is_none()
+            && self.proxy_gid.is_none()
+            && self.prebuilt.is_some_and(|p| p.proxy_config.iter().eq(self.proxy_config.iter()))
     }
 
     /// Istio's `annotation` template function: the annotation when present (even empty), else the default.
@@ -155,6 +266,9 @@ impl Context<'_> {
     }
 
     fn resources(&self) -> Value {
+        if let Some(prebuilt) = self.reuse(|p| &p.resources) {
+            return prebuilt.clone();
+        }
         let requests: Vec<(&str, &str)> = [("cpu", names::PROXY_CPU), ("memory", names::PROXY_MEMORY)]
             .into_iter()
             .filter_map(|(k, a)| self.ann(a).map(|v| (k, v)))
@@ -260,10 +374,20 @@ impl Context<'_> {
     }
 
     fn metadata_env(&self) -> Vec<Value> {
+        if self.default_proxy_inputs()
+            && let Some(p) = self.prebuilt
+        {
+            return p.metadata_env.clone();
+        }
         self.proxy_metadata().iter().map(|(k, v)| json!({"name": k, "value": v})).collect()
     }
 
     fn init_container(&self) -> Value {
+        if self.default_proxy_inputs()
+            && let Some(prebuilt) = self.reuse(|p| &p.init_container)
+        {
+            return prebuilt.clone();
+        }
         let cfg = self.cfg;
         let cni = cfg.cni.enabled;
         let mut c = Map::new();
@@ -331,10 +455,13 @@ impl Context<'_> {
         out
     }
 
-    fn proxy_env(&self, cluster_id: &str, network: &str) -> Vec<Value> {
+    /// The proxy's first env entries: they depend on the config alone.
+    fn env_head(&self) -> Vec<Value> {
+        if let Some(p) = self.prebuilt {
+            return p.env_head.clone();
+        }
         let cfg = self.cfg;
         let field = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}});
-        let resource = |name: &str, res: &str| json!({"name": name, "valueFrom": {"resourceFieldRef": {"resource": res, "divisor": "1"}}});
         let value = |name: &str, v: &str| json!({"name": name, "value": v});
         let ca_addr = if cfg.ca_address.is_empty() {
             let rev = if cfg.revision.is_empty() { String::new() } else { format!("-{}", cfg.revision) };
@@ -342,7 +469,7 @@ impl Context<'_> {
         } else {
             cfg.ca_address.clone()
         };
-        let mut env = vec![
+        vec![
             value("PILOT_CERT_PROVIDER", &cfg.pilot_cert_provider),
             value("CA_ADDR", &ca_addr),
             field("POD_NAME", "metadata.name"),
@@ -350,15 +477,35 @@ impl Context<'_> {
             field("INSTANCE_IP", "status.podIP"),
             field("SERVICE_ACCOUNT", "spec.serviceAccountName"),
             field("HOST_IP", "status.hostIP"),
-            resource("ISTIO_CPU_LIMIT", "limits.cpu"),
-            value("PROXY_CONFIG", &format!("{}\n", Value::Object(self.proxy_config.clone()))),
+            resource_env("ISTIO_CPU_LIMIT", "limits.cpu"),
+        ]
+    }
+
+    /// The `PROXY_CONFIG` env value: the merged ProxyConfig as JSON.
+    fn proxy_config_env(&self) -> String {
+        if self.default_proxy_inputs()
+            && let Some(p) = self.prebuilt
+        {
+            return p.proxy_config_env.clone();
+        }
+        format!("{}\n", Value::Object(self.proxy_config.clone()))
+    }
+
+    fn proxy_env(&self, cluster_id: &str, network: &str) -> Vec<Value> {
+        let cfg = self.cfg;
+        let field = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}});
+        let value = |name: &str, v: &str| json!({"name": name, "value": v});
+        let mut env = self.env_head();
+        env.reserve(16);
+        env.extend([
+            value("PROXY_CONFIG", &self.proxy_config_env()),
             value("ISTIO_META_POD_PORTS", &self.pod_ports()),
             value("ISTIO_META_APP_CONTAINERS", &self.app_containers().join(",")),
-            resource("GOMEMLIMIT", "limits.memory"),
+            resource_env("GOMEMLIMIT", "limits.memory"),
             value("ISTIO_META_CLUSTER_ID", if cluster_id.is_empty() { "Kubernetes" } else { cluster_id }),
             field("ISTIO_META_NODE_NAME", "spec.nodeName"),
             value("ISTIO_META_INTERCEPTION_MODE", self.interception_mode()),
-        ];
+        ]);
         if !network.is_empty() {
             env.push(value("ISTIO_META_NETWORK", network));
         }
@@ -385,6 +532,21 @@ impl Context<'_> {
     }
 
     fn proxy_container(&self, cluster_id: &str, network: &str) -> Value {
+        let env = Value::Array(self.proxy_env(cluster_id, network));
+        if self.default_proxy_inputs()
+            && let Some(prebuilt) = self.reuse(|p| if self.native { &p.native_proxy } else { &p.proxy })
+        {
+            let mut c = prebuilt.clone();
+            if let Some(slot) = c.get_mut("env") {
+                *slot = env;
+            }
+            return c;
+        }
+        self.proxy_container_with(env)
+    }
+
+    /// The `istio-proxy` container with the given env (a placeholder while prebuilding).
+    fn proxy_container_with(&self, env: Value) -> Value {
         let cfg = self.cfg;
         let status_port = self.status_port();
         let mut c = Map::new();
@@ -422,7 +584,7 @@ impl Context<'_> {
                     ["pilot-agent", "request", format!("--debug-port={status_port}"), "POST", "drain"]}}}),
             );
         }
-        c.insert("env".into(), Value::Array(self.proxy_env(cluster_id, network)));
+        c.insert("env".into(), env);
         if !cfg.image_pull_policy.is_empty() {
             c.insert("imagePullPolicy".into(), json!(cfg.image_pull_policy));
         }
@@ -464,6 +626,11 @@ impl Context<'_> {
     }
 
     fn proxy_security_context(&self) -> Value {
+        if self.default_proxy_inputs()
+            && let Some(prebuilt) = self.reuse(|p| &p.proxy_security_context)
+        {
+            return prebuilt.clone();
+        }
         let privileged = self.cfg.proxy.privileged;
         if self.proxy_metadata().get("IPTABLES_TRACE_LOGGING").map(String::as_str) == Some("true") {
             return json!({
@@ -507,6 +674,9 @@ impl Context<'_> {
     }
 
     fn volume_mounts(&self) -> Vec<Value> {
+        if let Some(prebuilt) = self.reuse(|p| &p.volume_mounts) {
+            return prebuilt.clone();
+        }
         let m = |name: &str, path: &str| json!({"name": name, "mountPath": path});
         let mut out = vec![
             m("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
@@ -532,6 +702,12 @@ impl Context<'_> {
     }
 
     fn volumes(&self) -> Vec<Value> {
+        // The certificate volume names the pod's service account.
+        if !self.cfg.mount_mtls_certs
+            && let Some(prebuilt) = self.reuse(|p| &p.volumes)
+        {
+            return prebuilt.clone();
+        }
         let cfg = self.cfg;
         let mut out = vec![
             json!({"name": "workload-socket"}),
@@ -657,6 +833,11 @@ impl Context<'_> {
             image_pull_secrets: self.cfg.image_pull_secrets.clone(),
         }
     }
+}
+
+/// An env entry from a container resource (`valueFrom.resourceFieldRef`).
+fn resource_env(name: &str, resource: &str) -> Value {
+    json!({"name": name, "valueFrom": {"resourceFieldRef": {"resource": resource, "divisor": "1"}}})
 }
 
 /// Istio's `excludeInboundPort`: adds the status port to the excluded ports unless it is 0 or listed.

@@ -487,4 +487,92 @@ proptest! {
             }
         }
     }
+
+    /// The Injector (template parts prebuilt per config) answers exactly as the plain function, for
+    /// pods setting any of the annotations the template reads, a user istio-proxy with its own IDs,
+    /// and configs with proxy metadata, default resources and mounted certificates.
+    #[test]
+    fn injector_answers_as_inject(
+        pod in arb_pod(),
+        extra in proptest::collection::vec((0..TEMPLATE_KEYS.len(), 0..TEMPLATE_VALUES.len()), 0..5),
+        user_proxy in proptest::option::of((proptest::option::of(1u32..3000), proptest::option::of(1u32..3000))),
+        account in proptest::option::of("[a-z]{0,4}"),
+        cfg in arb_config(),
+        metadata in any::<bool>(),
+        certs in any::<bool>(),
+    ) {
+        let mut pod = pod;
+        for (k, v) in extra {
+            pod["metadata"]["annotations"][TEMPLATE_KEYS[k]] = json!(TEMPLATE_VALUES[v]);
+        }
+        if let Some((uid, gid)) = user_proxy {
+            let mut sc = Map::new();
+            if let Some(uid) = uid { sc.insert("runAsUser".into(), json!(uid)); }
+            if let Some(gid) = gid { sc.insert("runAsGroup".into(), json!(gid)); }
+            pod["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "istio-proxy", "image": "auto", "securityContext": sc}));
+        }
+        if let Some(account) = account {
+            pod["spec"]["serviceAccountName"] = json!(account);
+        }
+        let mut cfg = cfg;
+        if metadata {
+            cfg.proxy_metadata.insert("ISTIO_META_DNS_CAPTURE".into(), "true".into());
+        }
+        cfg.mount_mtls_certs = certs;
+        let injector = Injector::new(cfg.clone());
+        prop_assert_eq!(injector.inject(&pod, &req()), inject(&pod, &req(), &cfg));
+    }
 }
+
+/// Every annotation the template reads, for [`injector_answers_as_inject`].
+const TEMPLATE_KEYS: [&str; 29] = [
+    names::INTERCEPTION_MODE,
+    names::NATIVE_SIDECAR,
+    names::PROXY_IMAGE,
+    names::PROXY_INIT_IMAGE,
+    names::PROXY_CPU,
+    names::PROXY_MEMORY,
+    names::PROXY_CPU_LIMIT,
+    names::PROXY_MEMORY_LIMIT,
+    names::AGENT_LOG_LEVEL,
+    names::LOG_LEVEL,
+    names::COMPONENT_LOG_LEVEL,
+    names::INCLUDE_OUTBOUND_IP_RANGES,
+    names::EXCLUDE_OUTBOUND_IP_RANGES,
+    names::INCLUDE_INBOUND_PORTS,
+    names::EXCLUDE_INBOUND_PORTS,
+    names::INCLUDE_OUTBOUND_PORTS,
+    names::EXCLUDE_OUTBOUND_PORTS,
+    names::KUBEVIRT_INTERFACES,
+    names::EXCLUDE_INTERFACES,
+    names::REROUTE_VIRTUAL_INTERFACES,
+    names::STATUS_PORT,
+    names::READINESS_INITIAL_DELAY,
+    names::READINESS_PERIOD,
+    names::READINESS_FAILURE_THRESHOLD,
+    annotations::PROXY_CONFIG,
+    annotations::BOOTSTRAP_OVERRIDE,
+    annotations::USER_VOLUME,
+    annotations::USER_VOLUME_MOUNT,
+    annotations::CAP_NET_BIND_SERVICE,
+];
+
+/// Values for [`TEMPLATE_KEYS`]; many are invalid for most keys, which must deny the same way.
+const TEMPLATE_VALUES: [&str; 16] = [
+    "",
+    "true",
+    "false",
+    "REDIRECT",
+    "TPROXY",
+    "250m",
+    "1Gi",
+    "15021",
+    "10.0.0.0/8",
+    "*",
+    "80,443",
+    "eth1",
+    "debug",
+    "example.com/proxy:1.2",
+    "proxyMetadata: {ISTIO_META_DNS_CAPTURE: \"false\"}\ninterceptionMode: TPROXY",
+    "{\"extra\": {\"mountPath\": \"/x\", \"secret\": {\"secretName\": \"s\"}}}",
+];
