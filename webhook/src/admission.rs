@@ -137,19 +137,46 @@ struct OutStatus<'a> {
 /// Serialises the AdmissionReview response for `api_version`/`uid`: the patch is base64 text with
 /// `patchType: JSONPatch`; a denial carries `allowed: false` and the message.
 pub fn render_response(api_version: &str, uid: &str, verdict: &Verdict) -> Result<Vec<u8>, serde_json::Error> {
-    let (allowed, status, patch_type, patch) = match verdict {
-        Verdict::Allow => (true, None, None, None),
-        Verdict::Patch(patch) => {
-            let bytes = serde_json::to_vec(patch)?;
-            (true, None, Some("JSONPatch"), Some(base64::engine::general_purpose::STANDARD.encode(bytes)))
-        }
-        Verdict::Deny(message) => (false, Some(OutStatus { message }), None, None),
+    let (allowed, status) = match verdict {
+        Verdict::Allow => (true, None),
+        Verdict::Patch(patch) => return render_patch_response(api_version, uid, patch),
+        Verdict::Deny(message) => (false, Some(OutStatus { message })),
     };
     serde_json::to_vec(&OutReview {
         api_version,
         kind: "AdmissionReview",
-        response: OutResponse { uid, allowed, status, patch_type, patch },
+        response: OutResponse { uid, allowed, status, patch_type: None, patch: None },
     })
+}
+
+/// The response with a patch, written directly: the base64 text goes into the output as it is
+/// encoded (it never needs JSON escaping), the same bytes [`OutReview`] would serialise to.
+fn render_patch_response(
+    api_version: &str,
+    uid: &str,
+    patch: &json_patch::Patch,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let patch = serde_json::to_vec(patch)?;
+    let mut out = Vec::with_capacity(patch.len().div_ceil(3) * 4 + api_version.len() + uid.len() + 128);
+    out.extend_from_slice(b"{\"apiVersion\":");
+    serde_json::to_writer(&mut out, api_version)?;
+    out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+    serde_json::to_writer(&mut out, uid)?;
+    out.extend_from_slice(b",\"allowed\":true,\"patchType\":\"JSONPatch\",\"patch\":\"");
+    let start = out.len();
+    let encoded_len = base64::encoded_len(patch.len(), true).ok_or_else(|| {
+        <serde_json::Error as serde::ser::Error>::custom(format!(
+            "a patch of {} bytes is too large to encode",
+            patch.len()
+        ))
+    })?;
+    out.resize(start + encoded_len, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(&patch, &mut out[start..])
+        .map_err(|e| <serde_json::Error as serde::ser::Error>::custom(format!("base64 of the patch: {e}")))?;
+    out.truncate(start + written);
+    out.extend_from_slice(b"\"}}");
+    Ok(out)
 }
 
 /// The proxy location given by the request path `/inject/cluster/<c>/net/<n>`.
@@ -191,6 +218,31 @@ pub fn parse_inject_path(rest: &str) -> Result<InjectTarget, PathError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn patch_response_is_what_the_serde_types_write() {
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "add", "path": "/metadata/labels/a~1b", "value": "x\"y\u{e9}\n"},
+            {"op": "remove", "path": "/spec/containers/0"}
+        ]))
+        .unwrap();
+        for (api_version, uid) in [("admission.k8s.io/v1", "u-1"), ("admission.k8s.io/v1beta1", "quote\"and\\slash")] {
+            let want = serde_json::to_vec(&OutReview {
+                api_version,
+                kind: "AdmissionReview",
+                response: OutResponse {
+                    uid,
+                    allowed: true,
+                    status: None,
+                    patch_type: Some("JSONPatch"),
+                    patch: Some(base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&patch).unwrap())),
+                },
+            })
+            .unwrap();
+            let got = render_response(api_version, uid, &Verdict::Patch(patch.clone())).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
+        }
+    }
 
     #[test]
     fn parses_a_review_and_drops_managed_fields() {

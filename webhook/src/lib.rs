@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod cli;
+pub mod logsink;
 pub mod metrics;
 pub mod nodes;
 pub mod reload;

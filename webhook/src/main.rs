@@ -24,7 +24,7 @@ fn main() {
             std::process::exit(EX_USAGE);
         }
     };
-    mesh_webhook::run::init_logging(args.log_format);
+    let log_guard = mesh_webhook::run::init_logging(args.log_format);
     let code = match tokio::runtime::Runtime::new() {
         Ok(runtime) => {
             let result = runtime.block_on(mesh_webhook::run(args, source));
@@ -42,5 +42,7 @@ fn main() {
             EX_FAILURE
         }
     };
+    // Write the buffered log lines before exiting (exit skips destructors).
+    drop(log_guard);
     std::process::exit(code);
 }

@@ -10,6 +10,7 @@ use mesh_core::inject::InjectConfig;
 use tokio::net::TcpListener;
 
 use crate::cli::{Args, LogFormat};
+use crate::logsink::{LogGuard, LogSink};
 use crate::metrics::ReloadResult;
 use crate::reload::FileWatch;
 use crate::selfsigned::{self, SelfSignedSettings};
@@ -72,15 +73,30 @@ pub fn cert_source(args: &Args, pod_namespace: Option<String>) -> Result<CertSou
     }
 }
 
-/// Sets up logging: JSON lines (or text) on stdout, level from `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
+/// Sets up logging: JSON lines (or text) on stdout, level from `RUST_LOG` (default `info`), written
+/// by a background thread ([`LogSink`]). Keep the guard until the end: dropping it writes what is left.
+pub fn init_logging(format: LogFormat) -> Option<LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let (sink, guard) = match LogSink::spawn(std::io::stdout()) {
+        Ok((sink, guard)) => (Some(sink), Some(guard)),
+        Err(e) => {
+            eprintln!("mesh-webhook: cannot start the log writer thread ({e}); writing logs directly");
+            (None, None)
+        }
     };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match (format, sink) {
+        (LogFormat::Json, Some(sink)) => {
+            builder.json().flatten_event(true).with_current_span(false).with_writer(sink).try_init()
+        }
+        (LogFormat::Json, None) => {
+            builder.json().flatten_event(true).with_current_span(false).with_writer(std::io::stdout).try_init()
+        }
+        (LogFormat::Text, Some(sink)) => builder.with_writer(sink).try_init(),
+        (LogFormat::Text, None) => builder.with_writer(std::io::stdout).try_init(),
+    };
+    guard
 }
 
 /// Runs the webhook until SIGTERM or SIGINT, then drains.

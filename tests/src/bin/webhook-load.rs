@@ -1,6 +1,8 @@
 //! Load benchmark of mesh-webhook: keep-alive TLS connections post the real AdmissionReview the API
 //! server sends for a pod, for a fixed time, against (1) mesh-webhook and (2) a bare server on the
-//! same stack (rustls + hyper + axum + the webhook's listener) that answers a fixed response.
+//! same stack (rustls + hyper + axum + the webhook's listener) that answers a fixed response: the
+//! bytes mesh-webhook answered to the same review, so both move the same bytes and only the work
+//! behind the answer differs.
 //! Prints throughput and p50/p99/p999 latency for both; the last line is
 //! `webhook/echo throughput ratio: R`.
 //!
@@ -38,6 +40,9 @@ struct Args {
     /// Internal: certificate and key of the echo server.
     #[arg(long, hide = true, num_args = 2)]
     echo_tls: Vec<PathBuf>,
+    /// Internal: the file with the echo server's fixed response.
+    #[arg(long, hide = true)]
+    echo_response: Option<PathBuf>,
 }
 
 struct Target {
@@ -57,23 +62,28 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if let Some(addr) = args.echo_server {
-        return runtime.block_on(echo_server(addr, &args.echo_tls));
+        let response = match &args.echo_response {
+            Some(path) => std::fs::read(path).with_context(|| path.display().to_string())?,
+            None => ECHO_RESPONSE.as_bytes().to_vec(),
+        };
+        return runtime.block_on(echo_server(addr, &args.echo_tls, Bytes::from(response)));
     }
     runtime.block_on(bench(args))
 }
 
-/// The fixed answer of the echo server: an allowed review, like a skip.
+/// The echo server's answer without `--echo-response`: an allowed review, like a skip.
 const ECHO_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"71fbb421-0bee-4029-8526-e91a2b4cec6a","allowed":true}}"#;
 
-async fn echo_server(addr: SocketAddr, tls: &[PathBuf]) -> anyhow::Result<()> {
+async fn echo_server(addr: SocketAddr, tls: &[PathBuf], response: Bytes) -> anyhow::Result<()> {
     let [cert, key] = tls else { bail!("--echo-tls CERT KEY") };
     let store = Arc::new(mesh_webhook::tls::CertStore::new());
     store.set(mesh_webhook::tls::certified_key(&std::fs::read(cert)?, &std::fs::read(key)?)?);
     let config = Arc::new(mesh_webhook::tls::server_config(store)?);
     let app = axum::Router::new().route(
         "/inject",
-        axum::routing::post(|_body: Bytes| async {
-            ([(http::header::CONTENT_TYPE, "application/json")], ECHO_RESPONSE)
+        axum::routing::post(move |_body: Bytes| {
+            let response = response.clone();
+            async move { ([(http::header::CONTENT_TYPE, "application/json")], response) }
         }),
     );
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -156,6 +166,20 @@ async fn connect(
         let _ = conn.await;
     });
     Ok(sender)
+}
+
+/// Posts the review once and returns the answer's body.
+async fn post_once(addr: SocketAddr, config: Arc<rustls::ClientConfig>, body: Bytes) -> anyhow::Result<Bytes> {
+    let mut sender = connect(addr, config).await?;
+    let request = http::Request::post("/inject")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(body))?;
+    let response = sender.send_request(request).await?;
+    if response.status() != http::StatusCode::OK {
+        bail!("answered {}", response.status());
+    }
+    Ok(response.into_body().collect().await?.to_bytes())
 }
 
 async fn load(
@@ -290,6 +314,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         body.len()
     );
 
+    let response_file = dir.path().join("response.json");
     let results = {
         let mut command = Command::new(&webhook_bin);
         command
@@ -302,8 +327,15 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             .env("RUST_LOG", "info")
             .env_remove("KUBERNETES_SERVICE_HOST");
         let target = start(command, "mesh-webhook")?;
-        // Readiness: the first request must succeed.
-        connect(target.addr, config.clone()).await.context("connecting to mesh-webhook")?;
+        // Readiness: the first request must succeed; its answer is what the echo server sends.
+        let answer = post_once(target.addr, config.clone(), body.clone()).await.context("posting to mesh-webhook")?;
+        let patched = serde_json::from_slice::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| v.pointer("/response/patch").and_then(|p| p.as_str()).map(str::len));
+        if patched.is_none() {
+            bail!("mesh-webhook did not inject the review: {}", String::from_utf8_lossy(&answer));
+        }
+        std::fs::write(&response_file, &answer)?;
         load(target.addr, config.clone(), body.clone(), args.connections, args.seconds).await?
     };
     report("mesh-webhook", &results);
@@ -311,11 +343,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let echo = {
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["--echo-server", "127.0.0.1:0", "--echo-tls"]).arg(&cert).arg(&key);
+        command.arg("--echo-response").arg(&response_file);
         let target = start(command, "echo server")?;
         connect(target.addr, config.clone()).await.context("connecting to the echo server")?;
         load(target.addr, config.clone(), body.clone(), args.connections, args.seconds).await?
     };
-    report("echo (same TLS/HTTP stack, fixed response)", &echo);
+    let answer_len = std::fs::metadata(&response_file)?.len();
+    report(&format!("echo (same TLS/HTTP stack, mesh-webhook's {answer_len}-byte answer as a fixed response)"), &echo);
     let ratio = if echo.throughput() > 0.0 { results.throughput() / echo.throughput() } else { 0.0 };
     println!("webhook/echo throughput ratio: {ratio:.2}");
     Ok(())
