@@ -42,8 +42,12 @@ fn bench(c: &mut Criterion) {
     c.bench_function("review/pod-foo", |b| b.iter(|| review(black_box(&body), &injector)));
     c.bench_function("review/parse", |b| b.iter(|| parse_review(black_box(&body))));
     let request = parse_review(&body).expect("a valid review");
-    let req =
-        InjectRequest { namespace: &request.namespace, cluster_id: None, network: None, nodes_support_native_sidecars: true };
+    let req = InjectRequest {
+        namespace: &request.namespace,
+        cluster_id: None,
+        network: None,
+        nodes_support_native_sidecars: true,
+    };
     c.bench_function("review/inject", |b| b.iter(|| injector.inject(black_box(&request.object), &req)));
     let Decision::Patch(patch) = injector.inject(&request.object, &req) else { panic!("not injected") };
     let verdict = Verdict::Patch(patch);

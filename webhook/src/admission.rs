@@ -49,7 +49,95 @@ struct WireRequest {
     uid: Option<String>,
     namespace: Option<String>,
     name: Option<String>,
-    object: Option<Value>,
+    object: Option<Pruned>,
+}
+
+/// A JSON value parsed with `metadata.managedFields` skipped rather than built and then dropped:
+/// managedFields never affect injection and are often a third of a pod (Istio drops them too).
+struct Pruned(Value);
+
+impl<'de> Deserialize<'de> for Pruned {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PruneVisitor { metadata: false }).map(Pruned)
+    }
+}
+
+/// Builds a [`Value`] as serde_json does, leaving out `managedFields` when `metadata` is set (the
+/// object's `metadata` map) and visiting the top-level `metadata` member that way.
+struct PruneVisitor {
+    metadata: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PruneVisitor {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PruneVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = serde_json::Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            if self.metadata && key == "managedFields" {
+                access.next_value::<serde::de::IgnoredAny>()?;
+            } else if !self.metadata && key == "metadata" {
+                let value = access.next_value_seed(PruneVisitor { metadata: true })?;
+                map.insert(key, value);
+            } else {
+                let value = access.next_value::<Value>()?;
+                map.insert(key, value);
+            }
+        }
+        Ok(Value::Object(map))
+    }
 }
 
 /// The parts of an AdmissionReview request the webhook uses.
@@ -81,15 +169,12 @@ pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, AdmissionError> {
     }
     let request = review.request.ok_or(AdmissionError::NoRequest)?;
     let uid = request.uid.filter(|u| !u.is_empty()).ok_or(AdmissionError::NoUid)?;
-    let mut object = match request.object {
-        Some(Value::Null) | None => return Err(AdmissionError::NoObject { uid }),
-        Some(object) => object,
+    // managedFields were skipped while parsing (see [`Pruned`]).
+    let object = match request.object {
+        Some(Pruned(Value::Null)) | None => return Err(AdmissionError::NoObject { uid }),
+        Some(Pruned(object)) => object,
     };
-    // managedFields never affect injection and can be large (Istio drops them too).
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-    }
-    let meta_str = |key: &str| object.pointer(&format!("/metadata/{key}")).and_then(Value::as_str).unwrap_or("");
+    let meta_str = |key: &str| object.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or("");
     let name = match request.name.filter(|n| !n.is_empty()) {
         Some(name) => name,
         None if !meta_str("name").is_empty() => meta_str("name").to_string(),
@@ -218,6 +303,32 @@ pub fn parse_inject_path(rest: &str) -> Result<InjectTarget, PathError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn objects_parse_as_serde_json_values_without_managed_fields() {
+        let objects = [
+            json!({"metadata": {"name": "p", "managedFields": [{"manager": "kubectl"}], "labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80}], "x": [1.5, -2, null, true]}]},
+                "status": {}}),
+            json!({"metadata": {"managedFields": null}}),
+            json!({"metadata": "not a map", "managedFields": [1]}),
+            json!({"spec": {"metadata": {"managedFields": [2]}}}),
+            json!([1, {"metadata": {"managedFields": [3]}}]),
+            json!(12),
+            json!("text"),
+            json!(18446744073709551615u64),
+        ];
+        for object in objects {
+            let review = json!({"request": {"uid": "u", "object": object}});
+            let parsed = parse_review(review.to_string().as_bytes()).unwrap();
+            let mut want = object.clone();
+            if let Some(meta) = want.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("managedFields");
+            }
+            assert_eq!(parsed.object, want);
+            assert_eq!(parsed.object.to_string(), want.to_string(), "member order kept");
+        }
+    }
 
     #[test]
     fn patch_response_is_what_the_serde_types_write() {

@@ -1,8 +1,6 @@
 //! Emits the minimal RFC 6902 operations that turn the original pod into the injected one, area by
 //! area (labels, annotations, each pod list), without diffing whole pods.
 
-use std::borrow::Cow;
-
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::{Map, Value};
@@ -11,37 +9,44 @@ use serde_json::{Map, Value};
 #[derive(Debug, Default)]
 pub struct Ops(pub Vec<PatchOperation>);
 
-/// Escapes one JSON Pointer token (`~` to `~0`, `/` to `~1`).
-pub fn escape(token: &str) -> Cow<'_, str> {
-    if !token.contains(['~', '/']) {
-        return Cow::Borrowed(token);
+/// `path/<key>`, the key escaped, in one allocation.
+fn member(path: &str, key: &str) -> String {
+    let mut out = String::with_capacity(path.len() + key.len() + 4);
+    out.push_str(path);
+    out.push('/');
+    for c in key.chars() {
+        match c {
+            '~' => out.push_str("~0"),
+            '/' => out.push_str("~1"),
+            c => out.push(c),
+        }
     }
-    Cow::Owned(token.replace('~', "~0").replace('/', "~1"))
+    out
 }
 
-fn pointer(path: &str) -> PointerBuf {
+fn pointer(path: String) -> PointerBuf {
     // Every path built here starts with `/` and is escaped, so parsing cannot fail; fall back to root.
     PointerBuf::parse(path).unwrap_or_default()
 }
 
 impl Ops {
     /// `add` (inserts into arrays, sets object members).
-    pub fn add(&mut self, path: &str, value: Value) {
-        self.0.push(PatchOperation::Add(AddOperation { path: pointer(path), value }));
+    pub fn add(&mut self, path: impl Into<String>, value: Value) {
+        self.0.push(PatchOperation::Add(AddOperation { path: pointer(path.into()), value }));
     }
 
     /// `replace` an existing value.
-    pub fn replace(&mut self, path: &str, value: Value) {
-        self.0.push(PatchOperation::Replace(ReplaceOperation { path: pointer(path), value }));
+    pub fn replace(&mut self, path: impl Into<String>, value: Value) {
+        self.0.push(PatchOperation::Replace(ReplaceOperation { path: pointer(path.into()), value }));
     }
 
     /// `remove` an existing value.
-    pub fn remove(&mut self, path: &str) {
-        self.0.push(PatchOperation::Remove(RemoveOperation { path: pointer(path) }));
+    pub fn remove(&mut self, path: impl Into<String>) {
+        self.0.push(PatchOperation::Remove(RemoveOperation { path: pointer(path.into()) }));
     }
 
     /// Sets `path` to `value`: nothing when equal, `replace` when present, `add` when absent.
-    pub fn set(&mut self, path: &str, original: Option<&Value>, value: Value) {
+    pub fn set(&mut self, path: impl Into<String>, original: Option<&Value>, value: Value) {
         match original {
             Some(o) if *o == value => {}
             Some(_) => self.replace(path, value),
@@ -57,13 +62,13 @@ impl Ops {
         };
         for key in orig.keys() {
             if !target.contains_key(key) {
-                self.remove(&format!("{path}/{}", escape(key)));
+                self.remove(member(path, key));
             }
         }
         for (key, value) in target {
             let original = orig.get(&key);
             if original != Some(&value) {
-                self.set(&format!("{path}/{}", escape(&key)), original, value);
+                self.set(member(path, &key), original, value);
             }
         }
     }
