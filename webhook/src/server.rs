@@ -110,6 +110,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/inject", post(inject_default))
         .route("/inject/", post(inject_default))
         .route("/inject/{*rest}", post(inject_with_path))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -133,6 +134,24 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
     ([(header::CONTENT_TYPE, content_type)], state.metrics.encode()).into_response()
+}
+
+/// 405 for any method but POST on the review paths, counted and logged like other rejected requests.
+async fn method_not_allowed(State(state): State<Arc<AppState>>, method: http::Method) -> Response {
+    let started = Instant::now();
+    let message = format!("method {method} is not allowed: send the AdmissionReview with POST");
+    let elapsed = started.elapsed();
+    state.metrics.observe_request(Outcome::Error, "method_not_allowed", elapsed);
+    tracing::warn!(
+        outcome = "error",
+        reason = "method_not_allowed",
+        status = 405,
+        error = %message,
+        elapsed_us = micros(elapsed),
+        "admission review rejected"
+    );
+    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, HeaderValue::from_static("POST"))], format!("{message}\n"))
+        .into_response()
 }
 
 async fn inject_default(

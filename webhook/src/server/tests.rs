@@ -131,8 +131,14 @@ async fn cluster_and_network_come_from_the_path() {
 #[tokio::test]
 async fn wrong_method_is_405() {
     let state = ready_state();
-    let response = router(state).oneshot(Request::get("/inject").body(Body::empty()).unwrap()).await.unwrap();
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    for path in ["/inject", "/inject/cluster/c1/net/n1"] {
+        let response = router(state.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers().get(header::ALLOW).unwrap(), "POST");
+        let text = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&text).contains("method GET is not allowed"), "{text:?}");
+    }
+    assert_eq!(state.metrics.requests(Outcome::Error, "method_not_allowed"), 2);
 }
 
 #[tokio::test]
