@@ -92,9 +92,7 @@ pub enum Decision {
 ///
 /// For many pods with one config, [`Injector`] gives the same answers faster.
 pub fn inject(pod: &Value, req: &InjectRequest, cfg: &InjectConfig) -> Decision {
-    let namespace = namespace_of(pod, req);
-    let workload = Workload::from_pod(pod, &namespace);
-    decide(pod, &workload, req, cfg, None)
+    decide(pod, &workload_of(pod, req), req, cfg, None)
 }
 
 /// Like [`inject`], for a pod template whose workload is known (`kubectl mesh inject`): `workload`
@@ -126,9 +124,7 @@ impl Injector {
 
     /// [`inject`] with this config.
     pub fn inject(&self, pod: &Value, req: &InjectRequest) -> Decision {
-        let namespace = namespace_of(pod, req);
-        let workload = Workload::from_pod(pod, &namespace);
-        decide(pod, &workload, req, &self.cfg, Some(&self.prebuilt))
+        decide(pod, &workload_of(pod, req), req, &self.cfg, Some(&self.prebuilt))
     }
 
     /// [`inject_workload`] with this config.
@@ -164,6 +160,11 @@ fn decide(
         Ok(ops) => Decision::Patch(json_patch::Patch(ops)),
         Err(message) => Decision::Deny(message),
     }
+}
+
+/// The owning workload, from the pod's controller reference, as Istio's webhook derives it.
+fn workload_of(pod: &Value, req: &InjectRequest) -> Workload {
+    Workload::from_pod(pod, &namespace_of(pod, req))
 }
 
 /// The pod's namespace, else the request's, else `default`.

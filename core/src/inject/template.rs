@@ -65,11 +65,9 @@ pub struct Prebuilt {
     env_head: Vec<Value>,
     resources: Part<Value>,
     init_container: Part<Value>,
-    proxy_security_context: Part<Value>,
     /// `istio-proxy` with a null `env` (filled in per pod), as a regular and as a native sidecar.
     proxy: Part<Value>,
     native_proxy: Part<Value>,
-    volume_mounts: Part<Vec<Value>>,
     volumes: Part<Vec<Value>>,
 }
 
@@ -109,10 +107,8 @@ impl Prebuilt {
             env_head: regular.env_head(),
             resources: part(&reads, || regular.resources()),
             init_container: part(&reads, || regular.init_container()),
-            proxy_security_context: part(&reads, || regular.proxy_security_context()),
             proxy: part(&reads, || regular.proxy_container_with(Value::Null)),
             native_proxy: part(&reads, || native.proxy_container_with(Value::Null)),
-            volume_mounts: part(&reads, || regular.volume_mounts()),
             volumes: part(&reads, || regular.volumes()),
             proxy_config,
         }
@@ -626,11 +622,6 @@ impl Context<'_> {
     }
 
     fn proxy_security_context(&self) -> Value {
-        if self.default_proxy_inputs()
-            && let Some(prebuilt) = self.reuse(|p| &p.proxy_security_context)
-        {
-            return prebuilt.clone();
-        }
         let privileged = self.cfg.proxy.privileged;
         if self.proxy_metadata().get("IPTABLES_TRACE_LOGGING").map(String::as_str) == Some("true") {
             return json!({
@@ -674,9 +665,6 @@ impl Context<'_> {
     }
 
     fn volume_mounts(&self) -> Vec<Value> {
-        if let Some(prebuilt) = self.reuse(|p| &p.volume_mounts) {
-            return prebuilt.clone();
-        }
         let m = |name: &str, path: &str| json!({"name": name, "mountPath": path});
         let mut out = vec![
             m("workload-socket", "/var/run/secrets/workload-spiffe-uds"),

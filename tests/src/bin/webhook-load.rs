@@ -62,17 +62,12 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if let Some(addr) = args.echo_server {
-        let response = match &args.echo_response {
-            Some(path) => std::fs::read(path).with_context(|| path.display().to_string())?,
-            None => ECHO_RESPONSE.as_bytes().to_vec(),
-        };
+        let Some(path) = &args.echo_response else { bail!("--echo-server needs --echo-response FILE") };
+        let response = std::fs::read(path).with_context(|| path.display().to_string())?;
         return runtime.block_on(echo_server(addr, &args.echo_tls, Bytes::from(response)));
     }
     runtime.block_on(bench(args))
 }
-
-/// The echo server's answer without `--echo-response`: an allowed review, like a skip.
-const ECHO_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"71fbb421-0bee-4029-8526-e91a2b4cec6a","allowed":true}}"#;
 
 async fn echo_server(addr: SocketAddr, tls: &[PathBuf], response: Bytes) -> anyhow::Result<()> {
     let [cert, key] = tls else { bail!("--echo-tls CERT KEY") };
