@@ -60,9 +60,24 @@ async fn istio_conformance_over_https() -> anyhow::Result<()> {
             webhook.wait_metric("mesh_webhook_config_reloads_total{result=\"ok\"}", reloads, READY)?;
             current_config = case.config_yaml.clone();
         }
-        match run_case(&mut conn, case).await {
+        // Twice: the second time (other uids) every answer comes from the review cache.
+        let hits = webhook.metric("mesh_webhook_review_cache_total{result=\"hit\"}").unwrap_or(0.0);
+        let result = match run_case(&mut conn, case, "first").await {
+            Ok(()) => run_case(&mut conn, case, "again").await.context("answered again"),
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(()) => passed += 1,
             Err(e) => failures.push(format!("{}: {e:#}", case.name)),
+        }
+        let hits_now = webhook.metric("mesh_webhook_review_cache_total{result=\"hit\"}")?;
+        if hits_now - hits < case.pods.len() as f64 {
+            failures.push(format!(
+                "{}: {} cache hits for {} pods sent again",
+                case.name,
+                hits_now - hits,
+                case.pods.len()
+            ));
         }
     }
     for failure in &failures {
@@ -73,10 +88,10 @@ async fn istio_conformance_over_https() -> anyhow::Result<()> {
 
     // One JSON log line per review, with the documented fields.
     let reviews: Vec<Value> = webhook.logs().into_iter().filter(|l| l["message"] == "admission review").collect();
-    let expected_reviews: usize = cases.iter().map(|c| c.pods.len()).sum();
+    let expected_reviews: usize = 2 * cases.iter().map(|c| c.pods.len()).sum::<usize>();
     assert_eq!(reviews.len(), expected_reviews, "one log line per review");
     for line in &reviews {
-        for field in ["namespace", "pod", "uid", "outcome", "reason", "elapsed_us"] {
+        for field in ["namespace", "pod", "uid", "outcome", "reason", "cached", "elapsed_us"] {
             assert!(line.get(field).is_some(), "log line without {field}: {line}");
         }
     }
@@ -85,9 +100,9 @@ async fn istio_conformance_over_https() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_case(conn: &mut Conn, case: &inject_cases::Case) -> anyhow::Result<()> {
+async fn run_case(conn: &mut Conn, case: &inject_cases::Case, pass: &str) -> anyhow::Result<()> {
     for (i, pod) in case.pods.iter().enumerate() {
-        let uid = format!("{}-{i}", case.name);
+        let uid = format!("{}-{i}-{pass}", case.name);
         let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
         let body = match conn.post("/inject", review_body(&uid, namespace, pod)).await {
             Sent::Answered(200, _, body) => body,

@@ -4,8 +4,12 @@
 //! base64 text, so the response is written with the small types here.
 
 use base64::Engine as _;
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The AdmissionReview API versions the webhook answers (the response echoes the request's).
 pub const API_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
@@ -16,6 +20,9 @@ pub enum AdmissionError {
     /// The body is not JSON, or not an object of the AdmissionReview shape.
     #[error("malformed AdmissionReview JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The body is not UTF-8 text.
+    #[error("malformed AdmissionReview JSON: not UTF-8: {0}")]
+    Utf8(#[from] std::str::Utf8Error),
     /// `kind` is present but is not `AdmissionReview`.
     #[error("kind {0:?} is not AdmissionReview")]
     Kind(String),
@@ -37,112 +44,273 @@ pub enum AdmissionError {
 }
 
 #[derive(Deserialize)]
-struct WireReview {
+struct WireReview<'a> {
     #[serde(rename = "apiVersion")]
     api_version: Option<String>,
     kind: Option<String>,
-    request: Option<WireRequest>,
+    #[serde(borrow)]
+    request: Option<WireRequest<'a>>,
 }
 
 #[derive(Deserialize)]
-struct WireRequest {
+struct WireRequest<'a> {
     uid: Option<String>,
     namespace: Option<String>,
     name: Option<String>,
-    object: Option<Pruned>,
+    #[serde(borrow)]
+    object: Option<Object<'a>>,
 }
 
-/// A JSON value parsed with `metadata.managedFields` skipped rather than built and then dropped:
-/// managedFields never affect injection and are often a third of a pod (Istio drops them too).
-struct Pruned(Value);
+/// The object under review, read in one pass over the body and not built: its members as the body
+/// has them (raw JSON text), and `metadata` member by member without `managedFields` (which never
+/// affect injection and are often a third of a pod; Istio drops them too). The review cache keys on
+/// this text ([`Object::write_key`]); injection gets a [`Value`] only for reviews the cache cannot
+/// answer ([`Object::to_value`]).
+#[derive(Debug, Clone)]
+pub enum Object<'a> {
+    /// A JSON object (a pod): its members in order.
+    Members(Vec<(Cow<'a, str>, Member<'a>)>),
+    /// Any other JSON value.
+    Other(Value),
+}
 
-impl<'de> Deserialize<'de> for Pruned {
+/// A member of the [`Object`].
+#[derive(Debug, Clone)]
+pub enum Member<'a> {
+    /// Any member but `metadata`, as raw JSON text.
+    Raw(&'a RawValue),
+    /// `metadata` when it is a JSON object: its members but `managedFields`, as raw JSON text.
+    Metadata(Vec<(Cow<'a, str>, &'a RawValue)>),
+    /// `metadata` when it is not a JSON object.
+    Value(Value),
+}
+
+impl<'a> Object<'a> {
+    /// The object as a [`Value`] (without `metadata.managedFields`), member order kept; of duplicate
+    /// members the last value wins, as when the body is parsed into a [`Value`].
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        let members = match self {
+            Object::Other(value) => return Ok(value.clone()),
+            Object::Members(members) => members,
+        };
+        let mut map = serde_json::Map::with_capacity(members.len());
+        for (name, member) in members {
+            let value = match member {
+                Member::Raw(raw) => serde_json::from_str(raw.get())?,
+                Member::Value(value) => value.clone(),
+                Member::Metadata(fields) => {
+                    let mut meta = serde_json::Map::with_capacity(fields.len());
+                    for (field, raw) in fields {
+                        meta.insert(field.to_string(), serde_json::from_str(raw.get())?);
+                    }
+                    Value::Object(meta)
+                }
+            };
+            map.insert(name.to_string(), value);
+        }
+        Ok(Value::Object(map))
+    }
+
+    /// Appends bytes that identify the object without `metadata.managedFields`: equal bytes for
+    /// objects written the same, different bytes for different objects (every part is tagged and
+    /// length-prefixed).
+    pub fn write_key(&self, key: &mut Vec<u8>) {
+        match self {
+            Object::Other(value) => {
+                key.push(b'O');
+                push_text(key, &value.to_string());
+            }
+            Object::Members(members) => {
+                key.push(b'M');
+                push_len(key, members.len());
+                for (name, member) in members {
+                    push_text(key, name);
+                    match member {
+                        Member::Raw(raw) => {
+                            key.push(b'r');
+                            push_text(key, raw.get());
+                        }
+                        Member::Value(value) => {
+                            key.push(b'v');
+                            push_text(key, &value.to_string());
+                        }
+                        Member::Metadata(fields) => {
+                            key.push(b'm');
+                            push_len(key, fields.len());
+                            for (field, raw) in fields {
+                                push_text(key, field);
+                                push_text(key, raw.get());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes of raw JSON text the object holds (a size hint for [`Object::write_key`]).
+    pub fn text_len(&self) -> usize {
+        match self {
+            Object::Other(_) => 64,
+            Object::Members(members) => members
+                .iter()
+                .map(|(name, member)| {
+                    name.len()
+                        + 16
+                        + match member {
+                            Member::Raw(raw) => raw.get().len(),
+                            Member::Value(_) => 64,
+                            Member::Metadata(fields) => {
+                                fields.iter().map(|(f, raw)| f.len() + raw.get().len() + 16).sum()
+                            }
+                        }
+                })
+                .sum(),
+        }
+    }
+
+    /// `metadata.<field>` when it is a string (of duplicates, the last, as in [`Object::to_value`]).
+    fn metadata_str(&self, field: &str) -> Option<String> {
+        let Object::Members(members) = self else { return None };
+        let fields = members.iter().rev().find(|(name, _)| name == "metadata").map(|(_, member)| member)?;
+        let Member::Metadata(fields) = fields else { return None };
+        let raw = fields.iter().rev().find(|(name, _)| name == field)?.1;
+        serde_json::from_str::<String>(raw.get()).ok()
+    }
+}
+
+fn push_len(key: &mut Vec<u8>, len: usize) {
+    key.extend_from_slice(&(len as u64).to_le_bytes());
+}
+
+fn push_text(key: &mut Vec<u8>, text: &str) {
+    push_len(key, text.len());
+    key.extend_from_slice(text.as_bytes());
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Object<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(PruneVisitor { metadata: false }).map(Pruned)
+        deserializer.deserialize_any(ObjectVisitor(PhantomData))
     }
 }
 
-/// Builds a [`Value`] as serde_json does, leaving out `managedFields` when `metadata` is set (the
-/// object's `metadata` map) and visiting the top-level `metadata` member that way.
-struct PruneVisitor {
-    metadata: bool,
-}
+/// A member name, borrowed from the body unless it has escapes.
+struct MemberName<'de>(Cow<'de, str>);
 
-impl<'de> serde::de::DeserializeSeed<'de> for PruneVisitor {
-    type Value = Value;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
+impl<'de> Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MemberName<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MemberName(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(V)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for PruneVisitor {
-    type Value = Value;
+/// The visits of everything but a JSON object, building a [`Value`] and wrapping it with `$wrap`.
+macro_rules! non_object_visits {
+    ($wrap:expr) => {
+        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Bool(v)))
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok($wrap(Value::from(v)))
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok($wrap(Value::from(v)))
+        }
+
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            Ok($wrap(Value::from(v)))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok($wrap(Value::String(v.to_owned())))
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Null))
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map($wrap)
+        }
+    };
+}
+
+/// Reads the object: members as raw text, `metadata` with [`MetadataSeed`].
+struct ObjectVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for ObjectVisitor<'a> {
+    type Value = Object<'a>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
+    non_object_visits!(Object::Other);
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Object<'a>, A::Error> {
+        let mut members = Vec::with_capacity(6);
+        while let Some(MemberName(name)) = access.next_key()? {
+            let member = if name == "metadata" {
+                access.next_value_seed(MetadataSeed)?
+            } else {
+                Member::Raw(access.next_value::<&'de RawValue>()?)
+            };
+            members.push((name, member));
+        }
+        Ok(Object::Members(members))
     }
+}
 
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
+/// Reads `metadata`: members but `managedFields` as raw text (`managedFields` skipped unbuilt).
+struct MetadataSeed;
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
+impl<'de> serde::de::DeserializeSeed<'de> for MetadataSeed {
+    type Value = Member<'de>;
 
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Member<'de>, D::Error> {
         deserializer.deserialize_any(self)
     }
+}
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
-        Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+impl<'de> serde::de::Visitor<'de> for MetadataSeed {
+    type Value = Member<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = serde_json::Map::new();
-        while let Some(key) = access.next_key::<String>()? {
-            if self.metadata && key == "managedFields" {
+    non_object_visits!(Member::Value);
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Member<'de>, A::Error> {
+        let mut fields = Vec::with_capacity(8);
+        while let Some(MemberName(name)) = access.next_key()? {
+            if name == "managedFields" {
                 access.next_value::<serde::de::IgnoredAny>()?;
-            } else if !self.metadata && key == "metadata" {
-                let value = access.next_value_seed(PruneVisitor { metadata: true })?;
-                map.insert(key, value);
             } else {
-                let value = access.next_value::<Value>()?;
-                map.insert(key, value);
+                fields.push((name, access.next_value::<&'de RawValue>()?));
             }
         }
-        Ok(Value::Object(map))
+        Ok(Member::Metadata(fields))
     }
 }
 
 /// The parts of an AdmissionReview request the webhook uses.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReviewRequest {
+#[derive(Debug, Clone)]
+pub struct ReviewRequest<'a> {
     /// The review's apiVersion, echoed in the response.
     pub api_version: String,
     /// The request uid, echoed in the response.
@@ -151,13 +319,25 @@ pub struct ReviewRequest {
     pub namespace: String,
     /// The object's name: `request.name`, else `metadata.name`, else `metadata.generateName`.
     pub name: String,
-    /// The object under review (a pod), with `metadata.managedFields` removed as Istio does.
-    pub object: Value,
+    /// The object under review (a pod), read but not built.
+    pub object: Object<'a>,
 }
 
-/// Parses an AdmissionReview body.
-pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, AdmissionError> {
-    let review: WireReview = serde_json::from_slice(body)?;
+impl ReviewRequest<'_> {
+    /// The object as a [`Value`], without `metadata.managedFields` (see [`Object`]).
+    pub fn object_value(&self) -> Result<Value, AdmissionError> {
+        Ok(self.object.to_value()?)
+    }
+}
+
+/// Parses an AdmissionReview body (the object is read, not built: see [`Object`]).
+pub fn parse_review(body: &[u8]) -> Result<ReviewRequest<'_>, AdmissionError> {
+    // Checked once here, the text is then read without checking each string again.
+    let text = std::str::from_utf8(body).map_err(|e| match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Err(json) => AdmissionError::Json(json),
+        Ok(_) => AdmissionError::Utf8(e),
+    })?;
+    let review: WireReview<'_> = serde_json::from_str(text)?;
     if let Some(kind) = review.kind
         && kind != "AdmissionReview"
     {
@@ -169,16 +349,17 @@ pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, AdmissionError> {
     }
     let request = review.request.ok_or(AdmissionError::NoRequest)?;
     let uid = request.uid.filter(|u| !u.is_empty()).ok_or(AdmissionError::NoUid)?;
-    // managedFields were skipped while parsing (see [`Pruned`]).
     let object = match request.object {
-        Some(Pruned(Value::Null)) | None => return Err(AdmissionError::NoObject { uid }),
-        Some(Pruned(object)) => object,
+        Some(Object::Other(Value::Null)) | None => return Err(AdmissionError::NoObject { uid }),
+        Some(object) => object,
     };
-    let meta_str = |key: &str| object.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or("");
     let name = match request.name.filter(|n| !n.is_empty()) {
         Some(name) => name,
-        None if !meta_str("name").is_empty() => meta_str("name").to_string(),
-        None => meta_str("generateName").to_string(),
+        None => object
+            .metadata_str("name")
+            .filter(|n| !n.is_empty())
+            .or_else(|| object.metadata_str("generateName"))
+            .unwrap_or_default(),
     };
     Ok(ReviewRequest { api_version, uid, namespace: request.namespace.unwrap_or_default(), name, object })
 }
@@ -188,10 +369,29 @@ pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, AdmissionError> {
 pub enum Verdict {
     /// Allowed, unchanged.
     Allow,
-    /// Allowed with this JSON Patch.
-    Patch(json_patch::Patch),
+    /// Allowed with a JSON Patch (see [`Verdict::patch`]).
+    Patch(EncodedPatch),
     /// Refused with this message.
     Deny(String),
+}
+
+impl Verdict {
+    /// Allowed with `patch`, encoded as the response carries it.
+    pub fn patch(patch: &json_patch::Patch) -> Result<Verdict, serde_json::Error> {
+        Ok(Verdict::Patch(EncodedPatch(base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(patch)?))))
+    }
+}
+
+/// A JSON Patch as the response carries it: its JSON text in base64. Only [`Verdict::patch`] makes
+/// one, so the text never needs JSON escaping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPatch(String);
+
+impl EncodedPatch {
+    /// The base64 text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Serialize)]
@@ -224,7 +424,7 @@ struct OutStatus<'a> {
 pub fn render_response(api_version: &str, uid: &str, verdict: &Verdict) -> Result<Vec<u8>, serde_json::Error> {
     let (allowed, status) = match verdict {
         Verdict::Allow => (true, None),
-        Verdict::Patch(patch) => return render_patch_response(api_version, uid, patch),
+        Verdict::Patch(patch) => return render_patch_response(api_version, uid, patch.as_str()),
         Verdict::Deny(message) => (false, Some(OutStatus { message })),
     };
     serde_json::to_vec(&OutReview {
@@ -234,32 +434,16 @@ pub fn render_response(api_version: &str, uid: &str, verdict: &Verdict) -> Resul
     })
 }
 
-/// The response with a patch, written directly: the base64 text goes into the output as it is
-/// encoded (it never needs JSON escaping), the same bytes [`OutReview`] would serialise to.
-fn render_patch_response(
-    api_version: &str,
-    uid: &str,
-    patch: &json_patch::Patch,
-) -> Result<Vec<u8>, serde_json::Error> {
-    let patch = serde_json::to_vec(patch)?;
-    let mut out = Vec::with_capacity(patch.len().div_ceil(3) * 4 + api_version.len() + uid.len() + 128);
+/// The response with a patch, written directly: the base64 text (never needing JSON escaping) is
+/// copied as it is; the same bytes [`OutReview`] would serialise to.
+fn render_patch_response(api_version: &str, uid: &str, base64: &str) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(base64.len() + api_version.len() + uid.len() + 128);
     out.extend_from_slice(b"{\"apiVersion\":");
     serde_json::to_writer(&mut out, api_version)?;
     out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
     serde_json::to_writer(&mut out, uid)?;
     out.extend_from_slice(b",\"allowed\":true,\"patchType\":\"JSONPatch\",\"patch\":\"");
-    let start = out.len();
-    let encoded_len = base64::encoded_len(patch.len(), true).ok_or_else(|| {
-        <serde_json::Error as serde::ser::Error>::custom(format!(
-            "a patch of {} bytes is too large to encode",
-            patch.len()
-        ))
-    })?;
-    out.resize(start + encoded_len, 0);
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(&patch, &mut out[start..])
-        .map_err(|e| <serde_json::Error as serde::ser::Error>::custom(format!("base64 of the patch: {e}")))?;
-    out.truncate(start + written);
+    out.extend_from_slice(base64.as_bytes());
     out.extend_from_slice(b"\"}}");
     Ok(out)
 }
@@ -320,13 +504,36 @@ mod tests {
         ];
         for object in objects {
             let review = json!({"request": {"uid": "u", "object": object}});
-            let parsed = parse_review(review.to_string().as_bytes()).unwrap();
+            let body = review.to_string();
+            let parsed = parse_review(body.as_bytes()).unwrap();
+            let parsed_object = parsed.object_value().unwrap();
             let mut want = object.clone();
             if let Some(meta) = want.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.remove("managedFields");
             }
-            assert_eq!(parsed.object, want);
-            assert_eq!(parsed.object.to_string(), want.to_string(), "member order kept");
+            assert_eq!(parsed_object, want);
+            assert_eq!(parsed_object.to_string(), want.to_string(), "member order kept");
+        }
+    }
+
+    #[test]
+    fn objects_read_in_one_pass_equal_the_parsed_value() {
+        let objects = [
+            r#"{"metadata":{"name":"a","name":"b","managedFields":[1]},"spec":{},"metadata":{"labels":{"x":"y"}}}"#,
+            r#"{"kind":"Pod","kind":"Other","metadata":{"managedFields":[],"name":"p","managedFields":{"x":1}}}"#,
+            r#"{"meta\u0064ata":{"l\u0061bels":{"a\nb":"\u00e9"},"managedFields":[2]}, "spec" : { "x" : [ 1 , 2 ] } }"#,
+            r#"{}"#,
+            r#"{"metadata":{}}"#,
+            r#"{"metadata":[1,{"managedFields":1}]}"#,
+        ];
+        for text in objects {
+            let body = format!(r#"{{"request":{{"uid":"u","object":{text}}}}}"#);
+            let parsed = parse_review(body.as_bytes()).unwrap().object_value().unwrap();
+            let mut want: Value = serde_json::from_str(text).unwrap();
+            if let Some(meta) = want.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("managedFields");
+            }
+            assert_eq!(parsed.to_string(), want.to_string(), "{text}");
         }
     }
 
@@ -350,7 +557,7 @@ mod tests {
                 },
             })
             .unwrap();
-            let got = render_response(api_version, uid, &Verdict::Patch(patch.clone())).unwrap();
+            let got = render_response(api_version, uid, &Verdict::patch(&patch).unwrap()).unwrap();
             assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
         }
     }
@@ -359,15 +566,35 @@ mod tests {
     fn parses_a_review_and_drops_managed_fields() {
         let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
             "uid": "u1", "namespace": "foo", "object": {"metadata": {"generateName": "web-", "managedFields": [1]}}}});
-        let req = parse_review(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let body = serde_json::to_vec(&body).unwrap();
+        let req = parse_review(&body).unwrap();
         assert_eq!((req.uid.as_str(), req.namespace.as_str(), req.name.as_str()), ("u1", "foo", "web-"));
-        assert_eq!(req.object, json!({"metadata": {"generateName": "web-"}}));
+        assert_eq!(req.object_value().unwrap(), json!({"metadata": {"generateName": "web-"}}));
+    }
+
+    #[test]
+    fn the_name_comes_from_the_request_else_the_metadata() {
+        let name = |request: Value| {
+            let body = serde_json::to_vec(&json!({"request": request})).unwrap();
+            parse_review(&body).unwrap().name
+        };
+        let meta = json!({"name": "m", "generateName": "g-"});
+        assert_eq!(name(json!({"uid": "u", "name": "r", "object": {"metadata": meta}})), "r");
+        assert_eq!(name(json!({"uid": "u", "name": "", "object": {"metadata": meta}})), "m");
+        assert_eq!(name(json!({"uid": "u", "object": {"metadata": {"generateName": "g-", "name": 5}}})), "g-");
+        assert_eq!(name(json!({"uid": "u", "object": {"spec": {"metadata": {"name": "deep"}}}})), "");
+        let escaped = br#"{"request":{"uid":"u","object":{"meta\u0064ata":{"n\u0061me":"esc"}}}}"#;
+        assert_eq!(parse_review(escaped).unwrap().name, "esc");
     }
 
     #[test]
     fn bad_reviews_are_named() {
         let err = |v: Value| parse_review(&serde_json::to_vec(&v).unwrap()).unwrap_err().to_string();
         assert!(parse_review(b"{").unwrap_err().to_string().starts_with("malformed AdmissionReview JSON"));
+        let not_utf8 = parse_review(b"{\"request\":{\"uid\":\"\xff\"}}").unwrap_err().to_string();
+        assert!(not_utf8.starts_with("malformed AdmissionReview JSON: not UTF-8"), "{not_utf8}");
+        let broken = parse_review(b"{\"request\":{\"uid\":\"\xff}").unwrap_err().to_string();
+        assert!(broken.starts_with("malformed AdmissionReview JSON") && broken.contains("column"), "{broken}");
         assert_eq!(err(json!({"kind": "AdmissionReview"})), "AdmissionReview has no request");
         assert_eq!(err(json!({"request": {"uid": "x"}})), "AdmissionReview request x has no object");
         assert_eq!(err(json!({"request": {"object": {}}})), "AdmissionReview request has no uid");
@@ -379,9 +606,10 @@ mod tests {
     fn responses_have_the_api_server_shape() {
         let patch: json_patch::Patch =
             serde_json::from_value(json!([{"op": "add", "path": "/metadata/labels", "value": {}}])).unwrap();
-        let out: Value =
-            serde_json::from_slice(&render_response("admission.k8s.io/v1", "u", &Verdict::Patch(patch)).unwrap())
-                .unwrap();
+        let out: Value = serde_json::from_slice(
+            &render_response("admission.k8s.io/v1", "u", &Verdict::patch(&patch).unwrap()).unwrap(),
+        )
+        .unwrap();
         assert_eq!(out["response"]["uid"], "u");
         assert_eq!(out["response"]["patchType"], "JSONPatch");
         let decoded = base64::engine::general_purpose::STANDARD.decode(out["response"]["patch"].as_str().unwrap());

@@ -79,6 +79,12 @@ pub struct Args {
     #[arg(long, env = "MESH_WEBHOOK_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     pub max_connections: u32,
+
+    /// Size of the review cache in MiB (0: off). Replicas of a workload reach the webhook as the same
+    /// object; their answer is kept and reused instead of injecting again. Emptied on config reload.
+    #[arg(long, env = "MESH_WEBHOOK_REVIEW_CACHE_MIB", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(0..=4096), value_name = "MIB")]
+    pub review_cache_mib: u32,
 }
 
 /// How log lines are written.
@@ -135,6 +141,8 @@ mod tests {
         assert_eq!(args.drain_timeout, Duration::from_secs(20));
         assert_eq!(args.log_format, LogFormat::Json);
         assert_eq!(args.max_connections, 1024);
+        assert_eq!(args.review_cache_mib, 32);
+        assert_eq!(args.review_cache_mib as usize * 1024 * 1024, crate::cache::DEFAULT_BYTES);
         assert!(!args.self_signed);
     }
 
@@ -148,6 +156,7 @@ mod tests {
             "--drain-timeout=5s",
             "--log-format=text",
             "--max-connections=8",
+            "--review-cache-mib=0",
         ])
         .unwrap();
         assert!(args.self_signed);
@@ -156,6 +165,8 @@ mod tests {
         assert_eq!(args.drain_timeout, Duration::from_secs(5));
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.max_connections, 8);
+        assert_eq!(args.review_cache_mib, 0);
+        assert!(Args::try_parse_from(["mesh-webhook", "--review-cache-mib=5000"]).is_err());
         assert!(Args::try_parse_from(["mesh-webhook", "--max-connections=0"]).is_err());
         assert!(Args::try_parse_from(["mesh-webhook", "--listen=nope"]).is_err());
     }

@@ -1,12 +1,14 @@
 //! mesh-webhook: the mutating admission webhook that injects the istio-proxy sidecar.
 //!
 //! The HTTP layer ([`server::router`]) translates AdmissionReviews to calls of the pure
-//! `mesh_core::inject::inject` and back ([`admission`]). Around it: TLS with hot certificate reload
+//! `mesh_core::inject::Injector` and back ([`admission`]), keeping decided answers for the replicas
+//! that follow ([`cache`]). Around it: TLS with hot certificate reload
 //! ([`tls`], [`reload`]), the self-signed mode ([`selfsigned`]), native-sidecar detection from node
 //! versions ([`nodes`]), metrics ([`metrics`]), connection limits and draining ([`serve`]), and the
 //! wiring from flags ([`cli`], [`run`]).
 
 pub mod admission;
+pub mod cache;
 pub mod cli;
 pub mod logsink;
 pub mod metrics;

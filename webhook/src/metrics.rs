@@ -5,6 +5,8 @@
 //! - `mesh_webhook_request_duration_seconds`: review latency, with sub-millisecond buckets.
 //! - `mesh_webhook_config_reloads_total{result}` and `mesh_webhook_cert_reloads_total{result}`:
 //!   `ok` or `failed`.
+//! - `mesh_webhook_review_cache_total{result}`: review cache lookups, `hit` or `miss` (none when
+//!   the cache is off).
 
 use std::time::Duration;
 
@@ -69,6 +71,13 @@ impl EncodeLabelValue for ReloadResult {
     }
 }
 
+/// Labels of `mesh_webhook_review_cache_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
 /// Labels of the reload counters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
@@ -87,6 +96,7 @@ pub struct Metrics {
     latency: Histogram,
     config_reloads: Family<ReloadLabels, Counter>,
     cert_reloads: Family<ReloadLabels, Counter>,
+    review_cache: Family<CacheLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -118,6 +128,8 @@ impl Metrics {
         registry.register("config_reloads", "InjectConfig reloads by result", config_reloads.clone());
         let cert_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("cert_reloads", "Serving certificate reloads by result", cert_reloads.clone());
+        let review_cache = Family::<CacheLabels, Counter>::default();
+        registry.register("review_cache", "Review cache lookups by result", review_cache.clone());
         // Series that always exist, so dashboards see zeros instead of nothing.
         for outcome in [Outcome::Injected, Outcome::Denied] {
             drop(requests.get_or_create(&RequestLabels { outcome, reason: "" }));
@@ -126,7 +138,7 @@ impl Metrics {
             drop(config_reloads.get_or_create(&ReloadLabels { result }));
             drop(cert_reloads.get_or_create(&ReloadLabels { result }));
         }
-        Metrics { registry, requests, latency, config_reloads, cert_reloads }
+        Metrics { registry, requests, latency, config_reloads, cert_reloads, review_cache }
     }
 
     /// Counts one review and its latency.
@@ -143,6 +155,16 @@ impl Metrics {
     /// Counts one certificate reload.
     pub fn cert_reload(&self, result: ReloadResult) {
         self.cert_reloads.get_or_create(&ReloadLabels { result }).inc();
+    }
+
+    /// Counts one review cache lookup.
+    pub fn review_cache(&self, hit: bool) {
+        self.review_cache.get_or_create(&CacheLabels { result: if hit { "hit" } else { "miss" } }).inc();
+    }
+
+    /// How many review cache lookups were hits (`true`) or misses so far.
+    pub fn review_cache_lookups(&self, hit: bool) -> u64 {
+        self.review_cache.get_or_create(&CacheLabels { result: if hit { "hit" } else { "miss" } }).get()
     }
 
     /// How many reviews had this outcome and reason so far.
@@ -180,7 +202,12 @@ mod tests {
         m.observe_request(Outcome::Injected, "", Duration::from_micros(300));
         m.config_reload(ReloadResult::Failed);
         m.cert_reload(ReloadResult::Ok);
+        m.review_cache(true);
+        m.review_cache(false);
+        m.review_cache(true);
         let text = m.encode();
+        assert!(text.contains("mesh_webhook_review_cache_total{result=\"hit\"} 2"), "{text}");
+        assert!(text.contains("mesh_webhook_review_cache_total{result=\"miss\"} 1"), "{text}");
         assert!(text.contains("mesh_webhook_requests_total{outcome=\"skipped\",reason=\"pod_opt_out\"} 1"), "{text}");
         assert!(text.contains("mesh_webhook_requests_total{outcome=\"injected\",reason=\"\"} 1"), "{text}");
         assert!(text.contains("mesh_webhook_request_duration_seconds_bucket{le=\"0.0001\"} 1"), "{text}");

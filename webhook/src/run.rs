@@ -103,7 +103,8 @@ pub fn init_logging(format: LogFormat) -> Option<LogGuard> {
 pub async fn run(args: Args, source: CertSource) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let certs = Arc::new(CertStore::new());
-    let state = Arc::new(AppState::new(certs.clone()));
+    let cache_bytes = usize::try_from(args.review_cache_mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
+    let state = Arc::new(AppState::new(certs.clone()).with_review_cache(cache_bytes));
 
     match &args.config {
         None => {

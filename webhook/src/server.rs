@@ -16,16 +16,27 @@ use axum::routing::{get, post};
 use mesh_core::inject::{Decision, InjectConfig, InjectRequest, Injector};
 
 use crate::admission::{self, InjectTarget, Verdict};
+use crate::cache::{self, Decided, ReviewCache};
 use crate::metrics::{Metrics, Outcome};
 use crate::tls::CertStore;
 
 /// Largest accepted AdmissionReview body: 3 MiB, as the API server's own limit for objects.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
+/// A config in use: its injector and the answers decided with it.
+#[derive(Debug)]
+pub struct Configured {
+    /// The injector for the config (with its prebuilt template parts).
+    pub injector: Injector,
+    /// Answers decided with this config.
+    pub cache: ReviewCache,
+}
+
 /// Everything the handlers share. Config, certificate and node support change at runtime.
 #[derive(Debug)]
 pub struct AppState {
-    config: ArcSwapOption<Injector>,
+    config: ArcSwapOption<Configured>,
+    cache_bytes: usize,
     native_sidecars: AtomicBool,
     nodes_synced: AtomicBool,
     draining: AtomicBool,
@@ -36,10 +47,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State with no config yet, no node information yet and an empty certificate store.
+    /// State with no config yet, no node information yet and an empty certificate store; the
+    /// review cache has its default size ([`cache::DEFAULT_BYTES`]).
     pub fn new(certs: Arc<CertStore>) -> Self {
         AppState {
             config: ArcSwapOption::empty(),
+            cache_bytes: cache::DEFAULT_BYTES,
             native_sidecars: AtomicBool::new(false),
             nodes_synced: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -48,14 +61,22 @@ impl AppState {
         }
     }
 
-    /// Replaces the config atomically (with its prebuilt template parts); reviews already running keep
-    /// the one they started with.
-    pub fn set_config(&self, config: InjectConfig) {
-        self.config.store(Some(Arc::new(Injector::new(config))));
+    /// The same state with a review cache of at most `bytes` (0: no cache). Set before the first
+    /// config.
+    pub fn with_review_cache(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
     }
 
-    /// The injector for the config in use, if one is loaded.
-    pub fn config(&self) -> Option<Arc<Injector>> {
+    /// Replaces the config atomically (with its prebuilt template parts and an empty review cache);
+    /// reviews already running keep the one they started with.
+    pub fn set_config(&self, config: InjectConfig) {
+        let configured = Configured { injector: Injector::new(config), cache: ReviewCache::new(self.cache_bytes) };
+        self.config.store(Some(Arc::new(configured)));
+    }
+
+    /// The config in use, if one is loaded.
+    pub fn config(&self) -> Option<Arc<Configured>> {
         self.config.load_full()
     }
 
@@ -188,13 +209,14 @@ fn review(
     match answer(state, target, headers, body) {
         Ok(answered) => {
             let elapsed = started.elapsed();
-            state.metrics.observe_request(answered.outcome, answered.reason, elapsed);
+            state.metrics.observe_request(answered.decided.outcome, answered.decided.reason, elapsed);
             tracing::info!(
-                namespace = %answered.namespace,
-                pod = %answered.pod,
-                uid = %answered.uid,
-                outcome = answered.outcome.as_str(),
-                reason = %answered.reason_text,
+                namespace = answered.namespace.as_str(),
+                pod = answered.pod.as_str(),
+                uid = answered.uid.as_str(),
+                outcome = answered.decided.outcome.as_str(),
+                reason = answered.decided.reason_text.as_str(),
+                cached = answered.cached,
                 elapsed_us = micros(elapsed),
                 "admission review"
             );
@@ -224,9 +246,9 @@ struct Answered {
     namespace: String,
     pod: String,
     uid: String,
-    outcome: Outcome,
-    reason: &'static str,
-    reason_text: String,
+    decided: Arc<Decided>,
+    /// Whether the answer came from the review cache.
+    cached: bool,
     body: Vec<u8>,
 }
 
@@ -249,42 +271,76 @@ fn answer(
         };
         Failure { status, reason, message }
     })?;
-    let request = admission::parse_review(&body).map_err(|e| Failure {
+    let bad_request = |e: admission::AdmissionError| Failure {
         status: StatusCode::BAD_REQUEST,
         reason: "bad_request",
         message: e.to_string(),
-    })?;
-    let injector = state.config().ok_or_else(|| Failure {
+    };
+    let request = admission::parse_review(&body).map_err(bad_request)?;
+    let configured = state.config().ok_or_else(|| Failure {
         status: StatusCode::SERVICE_UNAVAILABLE,
         reason: "not_ready",
         message: "no valid InjectConfig loaded yet".into(),
     })?;
-    let namespace = request.namespace.as_str();
-    let inject_request = InjectRequest {
-        namespace,
-        cluster_id: target.cluster.as_deref(),
-        network: target.network.as_deref(),
-        nodes_support_native_sidecars: state.native_sidecars(),
+    let native = state.native_sidecars();
+    let (cluster, network) = (target.cluster.as_deref(), target.network.as_deref());
+    let cache = &configured.cache;
+    let key = cache.enabled().then(|| cache::Key::new(&request, cluster, network, native));
+    let hit = key.as_ref().and_then(|key| cache.get(key));
+    if cache.enabled() {
+        state.metrics.review_cache(hit.is_some());
+    }
+    let cached = hit.is_some();
+    let decided = match hit {
+        Some(decided) => decided,
+        None => {
+            let object = request.object_value().map_err(bad_request)?;
+            let inject_request = InjectRequest {
+                namespace: &request.namespace,
+                cluster_id: cluster,
+                network,
+                nodes_support_native_sidecars: native,
+            };
+            let decided = Arc::new(decide(configured.injector.inject(&object, &inject_request))?);
+            if let Some(key) = key {
+                cache.insert(key, decided.clone());
+            }
+            decided
+        }
     };
-    let decision = injector.inject(&request.object, &inject_request);
-    let (verdict, outcome, reason, reason_text) = match decision {
-        Decision::Skip(why) => (Verdict::Allow, Outcome::Skipped, why.label(), why.label().to_string()),
-        Decision::Deny(message) => (Verdict::Deny(message.clone()), Outcome::Denied, "", message),
-        Decision::Patch(patch) => (Verdict::Patch(patch), Outcome::Injected, "", String::new()),
-    };
-    let body = admission::render_response(&request.api_version, &request.uid, &verdict).map_err(|e| Failure {
+    let body = admission::render_response(&request.api_version, &request.uid, &decided.verdict).map_err(internal)?;
+    Ok(Answered { namespace: request.namespace, pod: request.name, uid: request.uid, decided, cached, body })
+}
+
+fn internal(e: serde_json::Error) -> Failure {
+    Failure {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         reason: "internal",
         message: format!("cannot serialise the AdmissionReview response: {e}"),
-    })?;
-    Ok(Answered {
-        namespace: request.namespace,
-        pod: request.name,
-        uid: request.uid,
-        outcome,
-        reason,
-        reason_text,
-        body,
+    }
+}
+
+/// The answer to an injection decision, as the cache keeps it.
+fn decide(decision: Decision) -> Result<Decided, Failure> {
+    Ok(match decision {
+        Decision::Skip(why) => Decided {
+            outcome: Outcome::Skipped,
+            reason: why.label(),
+            reason_text: why.label().to_string(),
+            verdict: Verdict::Allow,
+        },
+        Decision::Deny(message) => Decided {
+            outcome: Outcome::Denied,
+            reason: "",
+            reason_text: message.clone(),
+            verdict: Verdict::Deny(message),
+        },
+        Decision::Patch(patch) => Decided {
+            outcome: Outcome::Injected,
+            reason: "",
+            reason_text: String::new(),
+            verdict: Verdict::patch(&patch).map_err(internal)?,
+        },
     })
 }
 

@@ -6,7 +6,11 @@
 //! Prints throughput and p50/p99/p999 latency for both; the last line is
 //! `webhook/echo throughput ratio: R`.
 //!
-//! Usage: `cargo run --release -p mesh-tests --bin webhook-load -- [--connections 64] [--seconds 10]`
+//! Every review has its own uid, as the API server sends them; the pod is the same (replicas of a
+//! workload, answered from mesh-webhook's review cache after the first) unless `--distinct` gives
+//! every review its own pod.
+//!
+//! Usage: `cargo run --release -p mesh-tests --bin webhook-load -- [--connections 64] [--seconds 10] [--distinct]`
 //! (builds and runs `mesh-webhook` from the same target directory).
 
 use std::net::SocketAddr;
@@ -31,6 +35,11 @@ struct Args {
     /// Measured seconds per target (after a 1 s warm-up).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Make every pod different (a label with a counter), so that no review is answered from
+    /// mesh-webhook's review cache. Without it the reviews are replicas of one pod, as for a
+    /// Deployment's scale-up: only the uid differs.
+    #[arg(long)]
+    distinct: bool,
     /// The mesh-webhook binary (default: next to this one).
     #[arg(long)]
     webhook: Option<PathBuf>,
@@ -100,20 +109,21 @@ fn start(mut command: Command, what: &str) -> anyhow::Result<Target> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
-        let mut sent = false;
-        // Keep draining stdout (the webhook logs every review) so the process never blocks.
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if sent {
-                continue;
-            }
+        let mut reader = std::io::BufReader::with_capacity(256 * 1024, stdout);
+        let mut line = String::new();
+        while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
             let addr = serde_json::from_str::<serde_json::Value>(&line)
                 .ok()
                 .filter(|v| v["message"] == "serving")
                 .and_then(|v| v["listen"].as_str().map(str::to_string))
-                .or_else(|| line.parse::<SocketAddr>().ok().map(|a| a.to_string()));
+                .or_else(|| line.trim().parse::<SocketAddr>().ok().map(|a| a.to_string()));
+            line.clear();
             if let Some(addr) = addr {
                 let _ = tx.send(addr);
-                sent = true;
+                // Keep draining stdout (the webhook logs every review) so the process never
+                // blocks, in large reads, as a container runtime does.
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                break;
             }
         }
     });
@@ -177,10 +187,49 @@ async fn post_once(addr: SocketAddr, config: Arc<rustls::ClientConfig>, body: By
     Ok(response.into_body().collect().await?.to_bytes())
 }
 
+/// The review split where each request's uid and, for distinct pods, a label go.
+struct Reviews {
+    parts: [Bytes; 3],
+    distinct: bool,
+}
+
+impl Reviews {
+    fn new(review: &[u8], distinct: bool) -> anyhow::Result<Reviews> {
+        let find = |what: &[u8], from: usize| {
+            review[from..].windows(what.len()).position(|w| w == what).map(|i| from + i + what.len())
+        };
+        let uid_start = find(b"\"uid\":\"", 0).context("no uid in the review")?;
+        let uid_end = find(b"\"", uid_start).context("unterminated uid")? - 1;
+        let labels = find(b"\"labels\":{", uid_end).context("no labels in the review's pod")?;
+        Ok(Reviews {
+            parts: [
+                Bytes::copy_from_slice(&review[..uid_start]),
+                Bytes::copy_from_slice(&review[uid_end..labels]),
+                Bytes::copy_from_slice(&review[labels..]),
+            ],
+            distinct,
+        })
+    }
+
+    /// Review `n`: its own uid, as the API server sends, and with `distinct` its own pod.
+    fn body(&self, n: u64) -> Bytes {
+        let [head, middle, tail] = &self.parts;
+        let mut body = Vec::with_capacity(head.len() + middle.len() + tail.len() + 64);
+        body.extend_from_slice(head);
+        body.extend_from_slice(format!("load-{n:016x}").as_bytes());
+        body.extend_from_slice(middle);
+        if self.distinct {
+            body.extend_from_slice(format!("\"mesh-load-pod\":\"{n}\",").as_bytes());
+        }
+        body.extend_from_slice(tail);
+        Bytes::from(body)
+    }
+}
+
 async fn load(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
-    body: Bytes,
+    reviews: Arc<Reviews>,
     connections: usize,
     seconds: u64,
 ) -> anyhow::Result<Result_> {
@@ -189,8 +238,9 @@ async fn load(
     let measure_from = start + warmup;
     let until = measure_from + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (config, body) = (config.clone(), body.clone());
+    for connection in 0..connections {
+        let (config, reviews) = (config.clone(), reviews.clone());
+        let mut next = (connection as u64) << 40;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(16 * 1024);
             let mut errors = 0u64;
@@ -206,7 +256,8 @@ async fn load(
                 let request = http::Request::post("/inject")
                     .header("host", "localhost")
                     .header("content-type", "application/json")
-                    .body(Full::new(body.clone()));
+                    .body(Full::new(reviews.body(next)));
+                next += 1;
                 let ok = match request {
                     Ok(request) => match sender.send_request(request).await {
                         Ok(response) => {
@@ -302,11 +353,17 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             webhook_bin.display()
         );
     }
+    let reviews = Arc::new(Reviews::new(&body, args.distinct)?);
     println!(
-        "webhook-load: {} keep-alive TLS connections, {} s per target, body {} bytes (real AdmissionReview)",
+        "webhook-load: {} keep-alive TLS connections, {} s per target, body {} bytes (real AdmissionReview), {}",
         args.connections,
         args.seconds,
-        body.len()
+        body.len(),
+        if args.distinct {
+            "every pod different (no review-cache hits)"
+        } else {
+            "replicas of one pod with their own uids (review-cache hits)"
+        }
     );
 
     let response_file = dir.path().join("response.json");
@@ -331,7 +388,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             bail!("mesh-webhook did not inject the review: {}", String::from_utf8_lossy(&answer));
         }
         std::fs::write(&response_file, &answer)?;
-        load(target.addr, config.clone(), body.clone(), args.connections, args.seconds).await?
+        load(target.addr, config.clone(), reviews.clone(), args.connections, args.seconds).await?
     };
     report("mesh-webhook", &results);
 
@@ -341,7 +398,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         command.arg("--echo-response").arg(&response_file);
         let target = start(command, "echo server")?;
         connect(target.addr, config.clone()).await.context("connecting to the echo server")?;
-        load(target.addr, config.clone(), body.clone(), args.connections, args.seconds).await?
+        load(target.addr, config.clone(), reviews.clone(), args.connections, args.seconds).await?
     };
     let answer_len = std::fs::metadata(&response_file)?.len();
     report(&format!("echo (same TLS/HTTP stack, mesh-webhook's {answer_len}-byte answer as a fixed response)"), &echo);

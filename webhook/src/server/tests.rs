@@ -229,3 +229,87 @@ async fn health_endpoints_follow_the_state() {
     assert!(metrics.contains("# TYPE mesh_webhook_requests counter"), "{metrics}");
     assert!(metrics.contains("mesh_webhook_request_duration_seconds"), "{metrics}");
 }
+
+fn with_uid_and_managed_time(review: &Value, uid: &str, time: &str) -> Value {
+    let mut review = review.clone();
+    review["request"]["uid"] = json!(uid);
+    for entry in review["request"]["object"]["metadata"]["managedFields"].as_array_mut().unwrap() {
+        entry["time"] = json!(time);
+    }
+    review
+}
+
+#[tokio::test]
+async fn replicas_are_answered_from_the_cache_with_their_own_uid() {
+    let state = ready_state();
+    let uncached = Arc::new(AppState::new(Arc::new(CertStore::new())).with_review_cache(0));
+    uncached.set_config(InjectConfig::default());
+    uncached.set_native_sidecars(true);
+    let template = fixture("admissionreview-v1-pod-generatename-owner.json");
+    for (i, time) in ["2026-11-21T14:22:34Z", "2026-11-21T14:22:35Z", "2026-11-21T15:00:00Z"].iter().enumerate() {
+        let review = with_uid_and_managed_time(&template, &format!("uid-{i}"), time);
+        let response = post_review(&state, "/inject", &review).await;
+        assert_eq!(response["response"]["uid"], format!("uid-{i}"));
+        assert_eq!(response, post_review(&uncached, "/inject", &review).await, "replica {i}");
+    }
+    assert_eq!((state.metrics.review_cache_lookups(true), state.metrics.review_cache_lookups(false)), (2, 1));
+    assert_eq!(state.metrics.requests(Outcome::Injected, ""), 3);
+    assert_eq!(uncached.metrics.review_cache_lookups(false), 0, "no lookups with the cache off");
+    assert_eq!(state.config().unwrap().cache.len(), 1);
+}
+
+#[tokio::test]
+async fn the_cache_tells_apart_path_node_support_config_and_object() {
+    let state = ready_state();
+    let review = fixture("admissionreview-v1-pod-foo.json");
+    let plain = post_review(&state, "/inject", &review).await;
+    let pathed = post_review(&state, "/inject/cluster/cluster-7/net/network-3", &review).await;
+    assert_ne!(plain, pathed);
+    assert_eq!(state.metrics.review_cache_lookups(false), 2);
+    assert_eq!(post_review(&state, "/inject/cluster/cluster-7/net/network-3", &review).await, pathed);
+    assert_eq!(state.metrics.review_cache_lookups(true), 1);
+
+    state.set_native_sidecars(false);
+    let sidecar = post_review(&state, "/inject", &review).await;
+    let patched = apply_patch(&review["request"]["object"], &sidecar);
+    let proxy_among_containers =
+        patched["spec"]["containers"].as_array().unwrap().iter().any(|c| c["name"] == "istio-proxy");
+    assert!(proxy_among_containers, "without node support the proxy is a regular container: {patched}");
+    assert_eq!(state.metrics.review_cache_lookups(false), 3);
+
+    state.set_config(InjectConfig { cluster_domain: "example.internal".into(), ..InjectConfig::default() });
+    let reconfigured = post_review(&state, "/inject", &review).await;
+    assert_ne!(reconfigured, sidecar, "a new config starts an empty cache");
+    assert_eq!(state.metrics.review_cache_lookups(false), 4);
+
+    let mut changed = review.clone();
+    changed["request"]["object"]["metadata"]["labels"]["version"] = json!("v2");
+    let response = post_review(&state, "/inject", &changed).await;
+    let patched = apply_patch(&changed["request"]["object"], &response);
+    assert_eq!(patched["metadata"]["labels"]["version"], "v2");
+    assert_eq!(state.metrics.review_cache_lookups(false), 5);
+}
+
+#[tokio::test]
+async fn skips_and_denials_are_cached_with_their_reason() {
+    let state = ready_state();
+    let skipped = review_of(pod_with_annotations(json!({"sidecar.istio.io/inject": "false"})));
+    let denied = review_of(pod_with_annotations(json!({"traffic.sidecar.istio.io/excludeInboundPorts": "80,abc"})));
+    for uid in ["a", "b"] {
+        let mut review = skipped.clone();
+        review["request"]["uid"] = json!(uid);
+        let response = post_review(&state, "/inject", &review).await;
+        assert_eq!(
+            (response["response"]["uid"].as_str(), response["response"]["allowed"].as_bool()),
+            (Some(uid), Some(true))
+        );
+        let mut review = denied.clone();
+        review["request"]["uid"] = json!(uid);
+        let response = post_review(&state, "/inject", &review).await;
+        assert_eq!(response["response"]["uid"], uid);
+        assert!(response["response"]["status"]["message"].as_str().unwrap().contains("abc"), "{response}");
+    }
+    assert_eq!(state.metrics.requests(Outcome::Skipped, "pod_opt_out"), 2);
+    assert_eq!(state.metrics.requests(Outcome::Denied, ""), 2);
+    assert_eq!((state.metrics.review_cache_lookups(true), state.metrics.review_cache_lookups(false)), (2, 2));
+}
