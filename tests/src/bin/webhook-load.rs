@@ -10,7 +10,10 @@
 //! workload, answered from mesh-webhook's review cache after the first) unless `--distinct` gives
 //! every review its own pod.
 //!
-//! Usage: `cargo run --release -p mesh-tests --bin webhook-load -- [--connections 64] [--seconds 10] [--distinct]`
+//! The targets take turns (`--rounds`, 5 by default: 2 s each, after 0.5 s of warm-up), so that a
+//! drift of the machine's speed affects both alike.
+//!
+//! Usage: `cargo run --release -p mesh-tests --bin webhook-load -- [--connections 64] [--seconds 10] [--rounds 5] [--distinct]`
 //! (builds and runs `mesh-webhook` from the same target directory).
 
 use std::net::SocketAddr;
@@ -32,9 +35,13 @@ struct Args {
     /// Concurrent keep-alive TLS connections.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Measured seconds per target (after a 1 s warm-up).
+    /// Measured seconds per target, split over --rounds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// The targets take turns this many times (each turn after 0.5 s of warm-up), so that a
+    /// drift of the machine's speed during the run affects both alike.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
     /// Make every pod different (a label with a counter), so that no review is answered from
     /// mesh-webhook's review cache. Without it the reviews are replicas of one pod, as for a
     /// Deployment's scale-up: only the uid differs.
@@ -231,12 +238,12 @@ async fn load(
     config: Arc<rustls::ClientConfig>,
     reviews: Arc<Reviews>,
     connections: usize,
-    seconds: u64,
+    measured: Duration,
 ) -> anyhow::Result<Result_> {
-    let warmup = Duration::from_secs(1);
+    let warmup = Duration::from_millis(500);
     let start = Instant::now();
     let measure_from = start + warmup;
-    let until = measure_from + Duration::from_secs(seconds);
+    let until = measure_from + measured;
     let mut tasks = Vec::new();
     for connection in 0..connections {
         let (config, reviews) = (config.clone(), reviews.clone());
@@ -296,8 +303,20 @@ async fn load(
         all.extend(latencies);
         errors += e;
     }
-    all.sort_unstable();
-    Ok(Result_ { reviews: all.len() as u64, errors, elapsed: Duration::from_secs(seconds), latencies_us: all })
+    Ok(Result_ { reviews: all.len() as u64, errors, elapsed: measured, latencies_us: all })
+}
+
+impl Result_ {
+    fn empty() -> Result_ {
+        Result_ { reviews: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() }
+    }
+
+    fn add(&mut self, round: Result_) {
+        self.reviews += round.reviews;
+        self.errors += round.errors;
+        self.elapsed += round.elapsed;
+        self.latencies_us.extend(round.latencies_us);
+    }
 }
 
 fn report(name: &str, r: &Result_) {
@@ -355,9 +374,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let reviews = Arc::new(Reviews::new(&body, args.distinct)?);
     println!(
-        "webhook-load: {} keep-alive TLS connections, {} s per target, body {} bytes (real AdmissionReview), {}",
+        "webhook-load: {} keep-alive TLS connections, {} s per target in {} alternating rounds, body {} bytes (real AdmissionReview), {}",
         args.connections,
         args.seconds,
+        args.rounds,
         body.len(),
         if args.distinct {
             "every pod different (no review-cache hits)"
@@ -367,7 +387,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     );
 
     let response_file = dir.path().join("response.json");
-    let results = {
+    let webhook = {
         let mut command = Command::new(&webhook_bin);
         command
             .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--tls-cert"])
@@ -388,20 +408,34 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             bail!("mesh-webhook did not inject the review: {}", String::from_utf8_lossy(&answer));
         }
         std::fs::write(&response_file, &answer)?;
-        load(target.addr, config.clone(), reviews.clone(), args.connections, args.seconds).await?
+        target
     };
-    report("mesh-webhook", &results);
-
-    let echo = {
+    let echo_server = {
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["--echo-server", "127.0.0.1:0", "--echo-tls"]).arg(&cert).arg(&key);
         command.arg("--echo-response").arg(&response_file);
         let target = start(command, "echo server")?;
         connect(target.addr, config.clone()).await.context("connecting to the echo server")?;
-        load(target.addr, config.clone(), reviews.clone(), args.connections, args.seconds).await?
+        target
     };
+    let per_round = Duration::from_secs_f64(args.seconds as f64 / f64::from(args.rounds));
+    let (mut results, mut echo) = (Result_::empty(), Result_::empty());
+    let mut round_ratios = Vec::new();
+    for _ in 0..args.rounds {
+        let w = load(webhook.addr, config.clone(), reviews.clone(), args.connections, per_round).await?;
+        let e = load(echo_server.addr, config.clone(), reviews.clone(), args.connections, per_round).await?;
+        round_ratios.push(if e.throughput() > 0.0 { w.throughput() / e.throughput() } else { 0.0 });
+        results.add(w);
+        echo.add(e);
+    }
+    drop((webhook, echo_server));
+    results.latencies_us.sort_unstable();
+    echo.latencies_us.sort_unstable();
+    report("mesh-webhook", &results);
     let answer_len = std::fs::metadata(&response_file)?.len();
     report(&format!("echo (same TLS/HTTP stack, mesh-webhook's {answer_len}-byte answer as a fixed response)"), &echo);
+    let ratios: Vec<String> = round_ratios.iter().map(|r| format!("{r:.2}")).collect();
+    println!("per-round webhook/echo ratios: {}", ratios.join(" "));
     let ratio = if echo.throughput() > 0.0 { results.throughput() / echo.throughput() } else { 0.0 };
     println!("webhook/echo throughput ratio: {ratio:.2}");
     Ok(())
