@@ -440,3 +440,29 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     println!("webhook/echo throughput ratio: {ratio:.2}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reviews_get_their_own_uid_and_with_distinct_their_own_pod() {
+        let review =
+            br#"{"request":{"uid":"u-1","object":{"metadata":{"name":"foo","labels":{"app":"foo"}},"spec":{}}}}"#;
+        let parse = |b: Bytes| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+        let replicas = Reviews::new(review, false).unwrap();
+        let (a, b) = (parse(replicas.body(1)), parse(replicas.body(2)));
+        assert_eq!(a["request"]["uid"], "load-0000000000000001");
+        assert_eq!(b["request"]["uid"], "load-0000000000000002");
+        assert_eq!(a["request"]["object"], b["request"]["object"]);
+        assert_eq!(a["request"]["object"]["metadata"]["labels"], serde_json::json!({"app": "foo"}));
+        let distinct = Reviews::new(review, true).unwrap();
+        let (a, b) = (parse(distinct.body(1)), parse(distinct.body(2)));
+        assert_eq!(
+            a["request"]["object"]["metadata"]["labels"],
+            serde_json::json!({"mesh-load-pod": "1", "app": "foo"})
+        );
+        assert_ne!(a["request"]["object"], b["request"]["object"]);
+        assert!(Reviews::new(br#"{"request":{}}"#, false).is_err());
+    }
+}
