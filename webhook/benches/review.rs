@@ -24,15 +24,16 @@ fn fixture() -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (set MESH_SHARED to the shared directory)", path.display()))
 }
 
+/// What the webhook passes to the injector for a review on `/inject` with nodes that support
+/// native sidecars.
+fn inject_request(namespace: &str) -> InjectRequest<'_> {
+    InjectRequest { namespace, cluster_id: None, network: None, nodes_support_native_sidecars: true }
+}
+
 fn review(body: &[u8], injector: &Injector) -> Vec<u8> {
     let request = parse_review(body).expect("a valid review");
     let object = request.object_value().expect("an object");
-    let req = InjectRequest {
-        namespace: &request.namespace,
-        cluster_id: None,
-        network: None,
-        nodes_support_native_sidecars: true,
-    };
+    let req = inject_request(&request.namespace);
     let verdict = match injector.inject(&object, &req) {
         Decision::Patch(patch) => Verdict::patch(&patch).expect("an encoded patch"),
         other => panic!("not injected: {other:?}"),
@@ -57,12 +58,7 @@ fn bench(c: &mut Criterion) {
     });
     let request = parse_review(&body).expect("a valid review");
     let object = request.object_value().expect("an object");
-    let req = InjectRequest {
-        namespace: &request.namespace,
-        cluster_id: None,
-        network: None,
-        nodes_support_native_sidecars: true,
-    };
+    let req = inject_request(&request.namespace);
     c.bench_function("review/inject", |b| b.iter(|| injector.inject(black_box(&object), &req)));
     let Decision::Patch(patch) = injector.inject(&object, &req) else { panic!("not injected") };
     c.bench_function("review/encode", |b| b.iter(|| Verdict::patch(black_box(&patch))));
