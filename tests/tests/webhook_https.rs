@@ -87,8 +87,8 @@ async fn istio_conformance_over_https() -> anyhow::Result<()> {
     assert!(failures.is_empty(), "webhook conformance: {passed}/{}", cases.len());
 
     // One JSON log line per review, with the documented fields.
-    let reviews: Vec<Value> = webhook.logs().into_iter().filter(|l| l["message"] == "admission review").collect();
     let expected_reviews: usize = 2 * cases.iter().map(|c| c.pods.len()).sum::<usize>();
+    let reviews = webhook.wait_logs("admission review", expected_reviews, READY)?;
     assert_eq!(reviews.len(), expected_reviews, "one log line per review");
     for line in &reviews {
         for field in ["namespace", "pod", "uid", "outcome", "reason", "cached", "elapsed_us"] {
@@ -147,8 +147,7 @@ async fn invalid_config_keeps_the_previous_one() -> anyhow::Result<()> {
     webhook.wait_ready(READY)?;
     kubelet_update(&config_dir, 2, &[("config.yaml", "nativeSidecarz: enabled\n")])?;
     webhook.wait_metric("mesh_webhook_config_reloads_total{result=\"failed\"}", 1.0, READY)?;
-    let rejected = webhook.logs().into_iter().find(|l| l["message"] == "config rejected; keeping the previous one");
-    let rejected = rejected.context("no log line for the rejected config")?;
+    let rejected = webhook.wait_logs("config rejected; keeping the previous one", 1, READY)?.remove(0);
     assert!(rejected["error"].as_str().unwrap_or("").contains("nativeSidecarz"), "{rejected}");
     // Still serving with the old config: istio-proxy is a regular container (nativeSidecars: disabled).
     let mut conn = Conn::open(webhook.listen, ca.client_config()).await?;

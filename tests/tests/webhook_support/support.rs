@@ -157,6 +157,22 @@ impl Webhook {
         self.logs.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// The log lines with this `message`, once there are at least `count` of them (lines reach
+    /// stdout through the webhook's log writer thread, up to a few milliseconds after the event).
+    pub fn wait_logs(&self, message: &str, count: usize, timeout: Duration) -> anyhow::Result<Vec<Value>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines: Vec<Value> = self.logs().into_iter().filter(|l| l["message"] == message).collect();
+            if lines.len() >= count {
+                return Ok(lines);
+            }
+            if Instant::now() > deadline {
+                bail!("{} log lines {message:?}, want >= {count} within {timeout:?}", lines.len());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// GET on the health port: (status, body).
     pub fn health_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
         use std::io::{Read as _, Write as _};
