@@ -310,7 +310,7 @@ async fn sigterm_under_load_answers_every_accepted_review() -> anyhow::Result<()
     assert!(before > 50, "too little load before SIGTERM: {before}");
     assert!(lost.is_empty(), "reviews written but not answered: {lost:?}");
     assert!(closes > 0, "no response carried Connection: close during the drain");
-    let drained = webhook.logs().into_iter().find(|l| l["message"] == "drained").context("no `drained` log")?;
+    let drained = webhook.wait_logs("drained", 1, READY)?.remove(0);
     assert_eq!(drained["abandoned_connections"], 0, "{drained}");
     Ok(())
 }

@@ -27,8 +27,8 @@ pub struct Limits {
     pub max_connections: u32,
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time allowed to receive a request's headers. For HTTP/1.1 it also bounds how long a
-    /// keep-alive connection may wait for its next request.
+    /// Time allowed to receive a request's headers (HTTP/1.1), counted from the first byte of the
+    /// request; a keep-alive connection waiting for its next request is bound by `idle_timeout`.
     pub header_read_timeout: Duration,
     /// A connection with no request in progress for this long is closed.
     pub idle_timeout: Duration,
@@ -60,16 +60,47 @@ pub struct DrainReport {
     pub elapsed: Duration,
 }
 
-/// Per-connection bookkeeping for idle detection.
+/// `head_started_ms` when no request head is being received.
+const NO_HEAD: u64 = u64::MAX;
+
+/// Per-connection bookkeeping for idle detection and the header read timeout.
 struct ConnActivity {
     epoch: Instant,
     in_flight: AtomicUsize,
     last_done_ms: AtomicU64,
+    /// When the first byte of a request head arrived while no request was in progress; [`NO_HEAD`]
+    /// once the head is complete (the request is handed to the service) or before any byte.
+    head_started_ms: AtomicU64,
 }
 
 impl ConnActivity {
     fn new() -> Self {
-        ConnActivity { epoch: Instant::now(), in_flight: AtomicUsize::new(0), last_done_ms: AtomicU64::new(0) }
+        ConnActivity {
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(NO_HEAD),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(NO_HEAD - 1)
+    }
+
+    /// Bytes arrived: with no request in progress they start a request head.
+    fn bytes_read(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0 && self.head_started_ms.load(Ordering::Relaxed) == NO_HEAD {
+            self.head_started_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// How long the request head now being received has taken, if one is.
+    fn head_for(&self) -> Option<Duration> {
+        let started = self.head_started_ms.load(Ordering::Relaxed);
+        if started == NO_HEAD || self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(Duration::from_millis(self.now_ms().saturating_sub(started)))
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -86,7 +117,65 @@ struct InFlight(Arc<ConnActivity>);
 impl InFlight {
     fn begin(activity: &Arc<ConnActivity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.head_started_ms.store(NO_HEAD, Ordering::Relaxed);
         InFlight(activity.clone())
+    }
+}
+
+/// The connection's transport, noting in [`ConnActivity`] when bytes arrive.
+struct Watched<IO> {
+    io: IO,
+    activity: Arc<ConnActivity>,
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        polled
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -182,8 +271,8 @@ where
             Ok::<_, Infallible>(response)
         }
     });
-    let io = TokioIo::new(io);
-    let tick = Duration::from_millis(100).min(limits.drain_idle);
+    let io = TokioIo::new(Watched { io, activity: activity.clone() });
+    let tick = Duration::from_millis(100).min(limits.drain_idle).min(limits.header_read_timeout);
     if h2 {
         let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -210,7 +299,9 @@ where
     } else {
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            // Counted here from the first byte of a head (see the loop below): hyper's own timeout
+            // also runs while a keep-alive connection waits for its next request.
+            .header_read_timeout(None)
             .keep_alive(true)
             .serve_connection(io, service);
         tokio::pin!(conn);
@@ -219,6 +310,10 @@ where
             tokio::select! {
                 _ = conn.as_mut() => return,
                 _ = tokio::time::sleep(tick), if !shutting_down => {
+                    if activity.head_for().is_some_and(|taken| taken >= limits.header_read_timeout) {
+                        tracing::debug!("request headers not received in time; closing the connection");
+                        return;
+                    }
                     let limit = if *drain_rx.borrow() { limits.drain_idle } else { limits.idle_timeout };
                     if activity.idle_for().is_some_and(|idle| idle >= limit) {
                         shutting_down = true;
@@ -229,3 +324,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
