@@ -64,7 +64,7 @@ struct WireRequest<'a> {
 /// The object under review, read in one pass over the body and not built: its members as the body
 /// has them (raw JSON text), and `metadata` member by member without `managedFields` (which never
 /// affect injection and are often a third of a pod; Istio drops them too). The review cache keys on
-/// this text ([`Object::write_key`]); injection gets a [`Value`] only for reviews the cache cannot
+/// this text ([`crate::cache::Key`]); injection gets a [`Value`] only for reviews the cache cannot
 /// answer ([`Object::to_value`]).
 #[derive(Debug, Clone)]
 pub enum Object<'a> {
@@ -111,64 +111,6 @@ impl<'a> Object<'a> {
         Ok(Value::Object(map))
     }
 
-    /// Appends bytes that identify the object without `metadata.managedFields`: equal bytes for
-    /// objects written the same, different bytes for different objects (every part is tagged and
-    /// length-prefixed).
-    pub fn write_key(&self, key: &mut Vec<u8>) {
-        match self {
-            Object::Other(value) => {
-                key.push(b'O');
-                push_text(key, &value.to_string());
-            }
-            Object::Members(members) => {
-                key.push(b'M');
-                push_len(key, members.len());
-                for (name, member) in members {
-                    push_text(key, name);
-                    match member {
-                        Member::Raw(raw) => {
-                            key.push(b'r');
-                            push_text(key, raw.get());
-                        }
-                        Member::Value(value) => {
-                            key.push(b'v');
-                            push_text(key, &value.to_string());
-                        }
-                        Member::Metadata(fields) => {
-                            key.push(b'm');
-                            push_len(key, fields.len());
-                            for (field, raw) in fields {
-                                push_text(key, field);
-                                push_text(key, raw.get());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Bytes of raw JSON text the object holds (a size hint for [`Object::write_key`]).
-    pub fn text_len(&self) -> usize {
-        match self {
-            Object::Other(_) => 64,
-            Object::Members(members) => members
-                .iter()
-                .map(|(name, member)| {
-                    name.len()
-                        + 16
-                        + match member {
-                            Member::Raw(raw) => raw.get().len(),
-                            Member::Value(_) => 64,
-                            Member::Metadata(fields) => {
-                                fields.iter().map(|(f, raw)| f.len() + raw.get().len() + 16).sum()
-                            }
-                        }
-                })
-                .sum(),
-        }
-    }
-
     /// `metadata.<field>` when it is a string (of duplicates, the last, as in [`Object::to_value`]).
     fn metadata_str(&self, field: &str) -> Option<String> {
         let Object::Members(members) = self else { return None };
@@ -177,15 +119,6 @@ impl<'a> Object<'a> {
         let raw = fields.iter().rev().find(|(name, _)| name == field)?.1;
         serde_json::from_str::<String>(raw.get()).ok()
     }
-}
-
-fn push_len(key: &mut Vec<u8>, len: usize) {
-    key.extend_from_slice(&(len as u64).to_le_bytes());
-}
-
-fn push_text(key: &mut Vec<u8>, text: &str) {
-    push_len(key, text.len());
-    key.extend_from_slice(text.as_bytes());
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Object<'a> {

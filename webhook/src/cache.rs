@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::admission::{ReviewRequest, Verdict};
+use crate::admission::{Member, Object, ReviewRequest, Verdict};
 use crate::metrics::Outcome;
 
 /// Default size of the cache: 32 MiB, a few thousand distinct pod templates.
@@ -55,16 +55,54 @@ pub struct Key(Vec<u8>);
 
 impl Key {
     /// The key of `request` arriving on the path for `cluster`/`network`, with the nodes' native
-    /// sidecar support: the object's text without `metadata.managedFields`
-    /// ([`crate::admission::Object::write_key`]), and each other input length-prefixed so that no
-    /// two different inputs give the same bytes.
+    /// sidecar support: the object's text without `metadata.managedFields` (as
+    /// [`crate::admission::Object`] holds it) and each other input, every part tagged and
+    /// length-prefixed so that different inputs never give the same bytes; objects written the same
+    /// give the same bytes.
     pub fn new(request: &ReviewRequest<'_>, cluster: Option<&str>, network: Option<&str>, native: bool) -> Key {
-        let mut key = Vec::with_capacity(request.object.text_len() + request.namespace.len() + 64);
+        // Most pods without managedFields are a few KiB.
+        let mut key = Vec::with_capacity(4096);
         key.push(u8::from(native));
-        push_field(&mut key, Some(&request.namespace));
-        push_field(&mut key, cluster);
-        push_field(&mut key, network);
-        request.object.write_key(&mut key);
+        for value in [Some(request.namespace.as_str()), cluster, network] {
+            match value {
+                None => key.push(0),
+                Some(value) => {
+                    key.push(1);
+                    push_text(&mut key, value);
+                }
+            }
+        }
+        match &request.object {
+            Object::Other(value) => {
+                key.push(b'O');
+                push_text(&mut key, &value.to_string());
+            }
+            Object::Members(members) => {
+                key.push(b'M');
+                push_len(&mut key, members.len());
+                for (name, member) in members {
+                    push_text(&mut key, name);
+                    match member {
+                        Member::Raw(raw) => {
+                            key.push(b'r');
+                            push_text(&mut key, raw.get());
+                        }
+                        Member::Value(value) => {
+                            key.push(b'v');
+                            push_text(&mut key, &value.to_string());
+                        }
+                        Member::Metadata(fields) => {
+                            key.push(b'm');
+                            push_len(&mut key, fields.len());
+                            for (field, raw) in fields {
+                                push_text(&mut key, field);
+                                push_text(&mut key, raw.get());
+                            }
+                        }
+                    }
+                }
+            }
+        }
         Key(key)
     }
 
@@ -73,15 +111,13 @@ impl Key {
     }
 }
 
-fn push_field(key: &mut Vec<u8>, value: Option<&str>) {
-    match value {
-        None => key.push(0),
-        Some(value) => {
-            key.push(1);
-            key.extend_from_slice(&(value.len() as u64).to_le_bytes());
-            key.extend_from_slice(value.as_bytes());
-        }
-    }
+fn push_len(key: &mut Vec<u8>, len: usize) {
+    key.extend_from_slice(&(len as u64).to_le_bytes());
+}
+
+fn push_text(key: &mut Vec<u8>, text: &str) {
+    push_len(key, text.len());
+    key.extend_from_slice(text.as_bytes());
 }
 
 /// The cache: at most `max_bytes` of keys and answers; an entry larger than an eighth of that is

@@ -66,16 +66,19 @@ async fn closed_within(conn: &mut TlsStream<TcpStream>, within: Duration) -> Opt
     }
 }
 
-fn limits(header_read_timeout: Duration, idle_timeout: Duration) -> Limits {
-    Limits { header_read_timeout, idle_timeout, ..Limits::default() }
+/// A connection to a server with these timeouts, after one request answered with 200.
+async fn answered_once(header_read_timeout: Duration, idle_timeout: Duration) -> TlsStream<TcpStream> {
+    let (addr, client) = start(Limits { header_read_timeout, idle_timeout, ..Limits::default() }).await;
+    let mut conn = connect(addr, &client).await;
+    conn.write_all(REQUEST).await.unwrap();
+    let first = read_response(&mut conn).await;
+    assert!(first.as_deref().is_some_and(|r| r.starts_with("HTTP/1.1 200")), "{first:?}");
+    conn
 }
 
 #[tokio::test]
 async fn a_keep_alive_connection_waits_longer_than_the_header_timeout_for_its_next_request() {
-    let (addr, client) = start(limits(Duration::from_millis(200), Duration::from_secs(30))).await;
-    let mut conn = connect(addr, &client).await;
-    conn.write_all(REQUEST).await.unwrap();
-    assert!(read_response(&mut conn).await.unwrap().starts_with("HTTP/1.1 200"));
+    let mut conn = answered_once(Duration::from_millis(200), Duration::from_secs(30)).await;
     // Five header timeouts without a byte: the connection is idle, not slow.
     tokio::time::sleep(Duration::from_secs(1)).await;
     conn.write_all(REQUEST).await.unwrap();
@@ -85,10 +88,7 @@ async fn a_keep_alive_connection_waits_longer_than_the_header_timeout_for_its_ne
 
 #[tokio::test]
 async fn a_request_head_that_does_not_complete_in_time_closes_the_connection() {
-    let (addr, client) = start(limits(Duration::from_millis(300), Duration::from_secs(30))).await;
-    let mut conn = connect(addr, &client).await;
-    conn.write_all(REQUEST).await.unwrap();
-    assert!(read_response(&mut conn).await.is_some());
+    let mut conn = answered_once(Duration::from_millis(300), Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     conn.write_all(b"POST /inject HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
     let took = closed_within(&mut conn, Duration::from_secs(5)).await;
@@ -98,10 +98,7 @@ async fn a_request_head_that_does_not_complete_in_time_closes_the_connection() {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
-    let (addr, client) = start(limits(Duration::from_secs(10), Duration::from_millis(400))).await;
-    let mut conn = connect(addr, &client).await;
-    conn.write_all(REQUEST).await.unwrap();
-    assert!(read_response(&mut conn).await.is_some());
+    let mut conn = answered_once(Duration::from_secs(10), Duration::from_millis(400)).await;
     let took = closed_within(&mut conn, Duration::from_secs(5)).await.expect("the idle connection stayed open");
     assert!(took >= Duration::from_millis(300), "closed after {took:?}, before the idle timeout");
 }
