@@ -1,10 +1,12 @@
 //! Answers to reviews already decided, so that a pod the webhook has seen is not injected again.
 //!
-//! The pods of a Deployment, StatefulSet, Job or DaemonSet reach the webhook as the same object:
-//! the API server calls mutating webhooks before it gives the pod its name, uid and creation time,
-//! so every replica is `generateName` plus the template, and only `managedFields` (which carry a
-//! timestamp) and the review's uid differ. A scale-up or a rollout, the bursts the webhook has to
-//! absorb, is therefore mostly the same review again. Injection is a pure function of the object
+//! The pods of a ReplicaSet (so of a Deployment), a ReplicationController or a non-indexed Job
+//! reach the webhook as the same object: the API server calls mutating webhooks before it gives the
+//! pod its name, uid and creation time, so every replica is `generateName` plus the template, and
+//! only `managedFields` (which carry a timestamp) and the review's uid differ. A scale-up or a
+//! rollout of a Deployment, the bursts the webhook has to absorb, is therefore mostly the same
+//! review again. (StatefulSet pods have their own names and pod-name labels, DaemonSet pods their
+//! own node affinity, indexed Job pods their index: those are all misses.) Injection is a pure function of the object
 //! without `managedFields`, the namespace, the `/inject/cluster/<c>/net/<n>` path, whether the nodes
 //! support native sidecars, and the config; the key holds all of them but the config (each config
 //! gets its own cache, see [`crate::server::AppState::set_config`]) and is compared byte for byte,

@@ -4,7 +4,7 @@
 //! `mesh_core::inject::Injector` and back ([`admission`]), keeping decided answers for the replicas
 //! that follow ([`cache`]). Around it: TLS with hot certificate reload
 //! ([`tls`], [`reload`]), the self-signed mode ([`selfsigned`]), native-sidecar detection from node
-//! versions ([`nodes`]), metrics ([`metrics`]), connection limits and draining ([`serve`]), and the
+//! versions ([`nodes`]), metrics ([`metrics`]), the per-review log line ([`reviewlog`]), connection limits and draining ([`serve`]), and the
 //! wiring from flags ([`cli`], [`run`]).
 
 pub mod admission;
@@ -14,6 +14,7 @@ pub mod logsink;
 pub mod metrics;
 pub mod nodes;
 pub mod reload;
+pub mod reviewlog;
 pub mod run;
 pub mod selfsigned;
 pub mod serve;

@@ -80,7 +80,8 @@ impl LogSink {
         Ok((LogSink { shared: shared.clone() }, LogGuard { shared, thread: Some(thread) }))
     }
 
-    fn append(&self, bytes: &[u8]) {
+    /// Appends whole lines (waits while the buffer is full).
+    pub fn append(&self, bytes: &[u8]) {
         let mut state = self.shared.lock();
         while state.buf.len() >= MAX_BUFFERED && !state.closed {
             state = self.shared.drained.wait(state).unwrap_or_else(PoisonError::into_inner);

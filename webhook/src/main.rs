@@ -24,10 +24,10 @@ fn main() {
             std::process::exit(EX_USAGE);
         }
     };
-    let log_guard = mesh_webhook::run::init_logging(args.log_format);
+    let logging = mesh_webhook::run::init_logging(args.log_format);
     let code = match tokio::runtime::Runtime::new() {
         Ok(runtime) => {
-            let result = runtime.block_on(mesh_webhook::run(args, source));
+            let result = runtime.block_on(mesh_webhook::run(args, source, logging.review_log));
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             match result {
                 Ok(()) => 0,
@@ -43,6 +43,6 @@ fn main() {
         }
     };
     // Write the buffered log lines before exiting (exit skips destructors).
-    drop(log_guard);
+    drop(logging.guard);
     std::process::exit(code);
 }

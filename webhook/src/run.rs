@@ -13,6 +13,7 @@ use crate::cli::{Args, LogFormat};
 use crate::logsink::{LogGuard, LogSink};
 use crate::metrics::ReloadResult;
 use crate::reload::FileWatch;
+use crate::reviewlog::ReviewLog;
 use crate::selfsigned::{self, SelfSignedSettings};
 use crate::serve::{self, Limits};
 use crate::server::{self, AppState};
@@ -73,9 +74,17 @@ pub fn cert_source(args: &Args, pod_namespace: Option<String>) -> Result<CertSou
     }
 }
 
+/// What [`init_logging`] set up.
+pub struct Logging {
+    /// Stops the log writer thread; keep it until the end: dropping it writes what is left.
+    pub guard: Option<LogGuard>,
+    /// With JSON logs: the review lines' direct way into the log writer ([`ReviewLog`]).
+    pub review_log: Option<ReviewLog>,
+}
+
 /// Sets up logging: JSON lines (or text) on stdout, level from `RUST_LOG` (default `info`), written
-/// by a background thread ([`LogSink`]). Keep the guard until the end: dropping it writes what is left.
-pub fn init_logging(format: LogFormat) -> Option<LogGuard> {
+/// by a background thread ([`LogSink`]).
+pub fn init_logging(format: LogFormat) -> Logging {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (sink, guard) = match LogSink::spawn(std::io::stdout()) {
@@ -86,8 +95,10 @@ pub fn init_logging(format: LogFormat) -> Option<LogGuard> {
         }
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let mut review_log = None;
     let _ = match (format, sink) {
         (LogFormat::Json, Some(sink)) => {
+            review_log = Some(ReviewLog::new(sink.clone()));
             builder.json().flatten_event(true).with_current_span(false).with_writer(sink).try_init()
         }
         (LogFormat::Json, None) => {
@@ -96,15 +107,15 @@ pub fn init_logging(format: LogFormat) -> Option<LogGuard> {
         (LogFormat::Text, Some(sink)) => builder.with_writer(sink).try_init(),
         (LogFormat::Text, None) => builder.with_writer(std::io::stdout).try_init(),
     };
-    guard
+    Logging { guard, review_log }
 }
 
 /// Runs the webhook until SIGTERM or SIGINT, then drains.
-pub async fn run(args: Args, source: CertSource) -> anyhow::Result<()> {
+pub async fn run(args: Args, source: CertSource, review_log: Option<ReviewLog>) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let certs = Arc::new(CertStore::new());
     let cache_bytes = usize::try_from(args.review_cache_mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
-    let state = Arc::new(AppState::new(certs.clone()).with_review_cache(cache_bytes));
+    let state = Arc::new(AppState::new(certs.clone()).with_review_cache(cache_bytes).with_review_log(review_log));
 
     match &args.config {
         None => {

@@ -18,6 +18,7 @@ use mesh_core::inject::{Decision, InjectConfig, InjectRequest, Injector};
 use crate::admission::{self, InjectTarget, Verdict};
 use crate::cache::{self, Decided, ReviewCache};
 use crate::metrics::{Metrics, Outcome};
+use crate::reviewlog::{ReviewLine, ReviewLog};
 use crate::tls::CertStore;
 
 /// Largest accepted AdmissionReview body: 3 MiB, as the API server's own limit for objects.
@@ -44,6 +45,8 @@ pub struct AppState {
     pub certs: Arc<CertStore>,
     /// The metrics.
     pub metrics: Metrics,
+    /// Where review lines go without `tracing`'s formatter (JSON logs); `None`: through `tracing`.
+    review_log: Option<ReviewLog>,
 }
 
 impl AppState {
@@ -58,7 +61,14 @@ impl AppState {
             draining: AtomicBool::new(false),
             certs,
             metrics: Metrics::new(),
+            review_log: None,
         }
+    }
+
+    /// The same state writing its review lines into `log` (the JSON log writer) directly.
+    pub fn with_review_log(mut self, log: Option<ReviewLog>) -> Self {
+        self.review_log = log;
+        self
     }
 
     /// The same state with a review cache of at most `bytes` (0: no cache). Set before the first
@@ -210,16 +220,19 @@ fn review(
         Ok(answered) => {
             let elapsed = started.elapsed();
             state.metrics.observe_request(answered.decided.outcome, answered.decided.reason, elapsed);
-            tracing::info!(
-                namespace = answered.namespace.as_str(),
-                pod = answered.pod.as_str(),
-                uid = answered.uid.as_str(),
-                outcome = answered.decided.outcome.as_str(),
-                reason = answered.decided.reason_text.as_str(),
-                cached = answered.cached,
-                elapsed_us = micros(elapsed),
-                "admission review"
-            );
+            let line = ReviewLine {
+                namespace: &answered.namespace,
+                pod: &answered.pod,
+                uid: &answered.uid,
+                outcome: answered.decided.outcome.as_str(),
+                reason: &answered.decided.reason_text,
+                cached: answered.cached,
+                elapsed_us: micros(elapsed),
+            };
+            match &state.review_log {
+                Some(log) if tracing::enabled!(tracing::Level::INFO) => log.write(&line),
+                _ => log_review_with_tracing(&line),
+            }
             ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], answered.body).into_response()
         }
         Err(failure) => {
@@ -236,6 +249,20 @@ fn review(
             (failure.status, format!("{}\n", failure.message)).into_response()
         }
     }
+}
+
+/// The review line through `tracing` (text logs, tests); [`ReviewLog`] writes the same JSON line.
+pub(crate) fn log_review_with_tracing(line: &ReviewLine) {
+    tracing::info!(
+        namespace = line.namespace,
+        pod = line.pod,
+        uid = line.uid,
+        outcome = line.outcome,
+        reason = line.reason,
+        cached = line.cached,
+        elapsed_us = line.elapsed_us,
+        "admission review"
+    );
 }
 
 fn micros(elapsed: Duration) -> u64 {

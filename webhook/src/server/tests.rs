@@ -313,3 +313,63 @@ async fn skips_and_denials_are_cached_with_their_reason() {
     assert_eq!(state.metrics.requests(Outcome::Denied, ""), 2);
     assert_eq!((state.metrics.review_cache_lookups(true), state.metrics.review_cache_lookups(false)), (2, 2));
 }
+
+/// An output for a [`crate::logsink::LogSink`] that keeps what it got.
+#[derive(Clone, Default)]
+struct Recorded(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Recorded {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Review lines written by `state`'s direct log writer for these reviews, with `tracing` logging at
+/// `level` (the line is written only where `tracing` would write it).
+async fn direct_review_lines(level: tracing::Level, reviews: &[Value]) -> Vec<Value> {
+    let subscriber = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::sink).finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let out = Recorded::default();
+    let (sink, guard) = crate::logsink::LogSink::spawn(out.clone()).unwrap();
+    let state = Arc::new(
+        AppState::new(Arc::new(CertStore::new())).with_review_log(Some(crate::reviewlog::ReviewLog::new(sink))),
+    );
+    state.set_config(InjectConfig::default());
+    state.set_native_sidecars(true);
+    for review in reviews {
+        post_review(&state, "/inject", review).await;
+    }
+    drop(guard);
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn review_lines_go_straight_to_the_json_log_writer() {
+    let review = fixture("admissionreview-v1-pod-generatename-owner.json");
+    let denied = review_of(pod_with_annotations(json!({"sidecar.istio.io/interceptionMode": "bogus"})));
+    let reviews = [review.clone(), with_uid_and_managed_time(&review, "uid-2", "2026-11-21T14:22:35Z"), denied];
+    let lines = direct_review_lines(tracing::Level::INFO, &reviews).await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let pick = |l: &Value| {
+        (l["level"].clone(), l["message"].clone(), l["namespace"].clone(), l["pod"].clone(), l["uid"].clone())
+    };
+    let uid = review["request"]["uid"].clone();
+    assert_eq!(pick(&lines[0]), (json!("INFO"), json!("admission review"), json!("foo"), json!("bar-7d9f8b6c5-"), uid));
+    assert_eq!((&lines[0]["outcome"], &lines[0]["cached"]), (&json!("injected"), &json!(false)));
+    assert_eq!((&lines[1]["uid"], &lines[1]["cached"]), (&json!("uid-2"), &json!(true)));
+    assert_eq!(lines[2]["outcome"], "denied");
+    assert!(lines[2]["reason"].as_str().unwrap().contains("bogus"), "{}", lines[2]);
+    assert!(lines.iter().all(|l| l["elapsed_us"].is_u64() && l["target"] == "mesh_webhook::server"));
+}
+
+#[tokio::test]
+async fn review_lines_follow_the_log_level() {
+    let review = fixture("admissionreview-v1-pod-generatename-owner.json");
+    assert_eq!(direct_review_lines(tracing::Level::WARN, &[review]).await, Vec::<Value>::new());
+}
