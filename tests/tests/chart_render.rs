@@ -432,7 +432,7 @@ fn bad_values_fail_with_a_message_naming_them() {
     // Helm 4 names a value as a JSON pointer (`/webhook/failurePolicy`), Helm 3 with dots; either will do.
     let names =
         |stderr: &str, path: &str| stderr.contains(path) || stderr.contains(&format!("/{}", path.replace('.', "/")));
-    let cases: [(&str, &str); 10] = [
+    let cases: [(&str, &str); 11] = [
         ("replicaCont=3", "replicaCont"),
         ("replicaCount=0", "replicaCount"),
         ("webhook.failurePolicy=Sometimes", "webhook.failurePolicy"),
@@ -443,6 +443,7 @@ fn bad_values_fail_with_a_message_naming_them() {
         ("inject.nativeSidecar=auto", "nativeSidecar"),
         ("inject.proxy.image=example/proxy:1", "image"),
         ("inject.interceptionMode=SIDEWAYS", "inject.interceptionMode"),
+        ("workerThreads=-1", "workerThreads"),
     ];
     for (set, path) in cases {
         let (ok, _, stderr) = helm_template_raw(&chart_dir(), "mesh", &["--set", set]).unwrap();

@@ -85,6 +85,12 @@ pub struct Args {
     #[arg(long, env = "MESH_WEBHOOK_REVIEW_CACHE_MIB", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(0..=4096), value_name = "MIB")]
     pub review_cache_mib: u32,
+
+    /// Threads that serve connections (0: one per CPU available to the process, which follows the
+    /// container's CPU limit). Set it to the CPUs the webhook should use when it shares a machine.
+    #[arg(long, env = "MESH_WEBHOOK_WORKER_THREADS", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=1024), value_name = "N")]
+    pub worker_threads: u16,
 }
 
 /// How log lines are written.
@@ -143,6 +149,7 @@ mod tests {
         assert_eq!(args.max_connections, 1024);
         assert_eq!(args.review_cache_mib, 32);
         assert_eq!(args.review_cache_mib as usize * 1024 * 1024, crate::cache::DEFAULT_BYTES);
+        assert_eq!(args.worker_threads, 0);
         assert!(!args.self_signed);
     }
 
@@ -157,6 +164,7 @@ mod tests {
             "--log-format=text",
             "--max-connections=8",
             "--review-cache-mib=0",
+            "--worker-threads=1",
         ])
         .unwrap();
         assert!(args.self_signed);
@@ -166,7 +174,9 @@ mod tests {
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.max_connections, 8);
         assert_eq!(args.review_cache_mib, 0);
+        assert_eq!(args.worker_threads, 1);
         assert!(Args::try_parse_from(["mesh-webhook", "--review-cache-mib=5000"]).is_err());
+        assert!(Args::try_parse_from(["mesh-webhook", "--worker-threads=2000"]).is_err());
         assert!(Args::try_parse_from(["mesh-webhook", "--max-connections=0"]).is_err());
         assert!(Args::try_parse_from(["mesh-webhook", "--listen=nope"]).is_err());
     }

@@ -25,7 +25,7 @@ fn main() {
         }
     };
     let logging = mesh_webhook::run::init_logging(args.log_format);
-    let code = match tokio::runtime::Runtime::new() {
+    let code = match mesh_webhook::run::runtime(args.worker_threads) {
         Ok(runtime) => {
             let result = runtime.block_on(mesh_webhook::run(args, source, logging.review_log));
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));

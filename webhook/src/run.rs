@@ -110,6 +110,16 @@ pub fn init_logging(format: LogFormat) -> Logging {
     Logging { guard, review_log }
 }
 
+/// The runtime that serves: `worker_threads` threads, or one per CPU available to the process when 0.
+pub fn runtime(worker_threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if worker_threads > 0 {
+        builder.worker_threads(usize::from(worker_threads));
+    }
+    builder.build()
+}
+
 /// Runs the webhook until SIGTERM or SIGINT, then drains.
 pub async fn run(args: Args, source: CertSource, review_log: Option<ReviewLog>) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -309,5 +319,16 @@ async fn manage_self_signed(client: kube::Client, settings: SelfSignedSettings, 
             }
         };
         tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn worker_threads_size_the_runtime() {
+        assert_eq!(super::runtime(1).unwrap().metrics().num_workers(), 1);
+        assert_eq!(super::runtime(3).unwrap().metrics().num_workers(), 3);
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(super::runtime(0).unwrap().metrics().num_workers(), cpus);
     }
 }

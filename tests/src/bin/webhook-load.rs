@@ -6,15 +6,18 @@
 //! Prints throughput and p50/p99/p999 latency for both; the last line is
 //! `webhook/echo throughput ratio: R`.
 //!
-//! Every review has its own uid, as the API server sends them; the pod is the same (replicas of a
-//! workload, answered from mesh-webhook's review cache after the first) unless `--distinct` gives
+//! The review is the API server's review of a ReplicaSet's pod (`--review` for another). Every
+//! review has its own uid, as the API server sends them; the pod is the same (replicas of a
+//! Deployment, answered from mesh-webhook's review cache after the first) unless `--distinct` gives
 //! every review its own pod.
 //!
 //! The targets take turns (`--rounds`, 5 by default: 2 s each, after 0.5 s of warm-up), so that a
-//! drift of the machine's speed affects both alike.
+//! drift of the machine's speed affects both alike. Each server runs one worker thread unless
+//! `--server-workers` says otherwise (see there).
 //!
-//! Usage: `cargo run --release -p mesh-tests --bin webhook-load -- [--connections 64] [--seconds 10] [--rounds 5] [--distinct]`
-//! (builds and runs `mesh-webhook` from the same target directory).
+//! Usage: `cargo run --release -p mesh-tests --bin webhook-load -- [--connections 64] [--seconds 10]
+//! [--rounds 5] [--server-workers 1] [--distinct] [--review FILE]` (builds and runs `mesh-webhook`
+//! from the same target directory).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,17 @@ struct Args {
     /// Deployment's scale-up: only the uid differs.
     #[arg(long)]
     distinct: bool,
+    /// The AdmissionReview to post (default: the API server's review of a ReplicaSet's pod,
+    /// `shared/fixtures/kube-apiserver/admissionreview-v1-pod-generatename-owner.json`).
+    #[arg(long)]
+    review: Option<PathBuf>,
+    /// Worker threads of each server, mesh-webhook (`--worker-threads`) and echo alike; 0: one per
+    /// CPU. The load generator runs on the same cores with its own threads: with one worker each,
+    /// a server has about one core, as it would with the API server on another machine, and the
+    /// machine is not oversubscribed (more runnable threads than cores, which preempts servers in
+    /// the middle of a request and adds milliseconds to the tail).
+    #[arg(long, default_value_t = 1)]
+    server_workers: u16,
     /// The mesh-webhook binary (default: next to this one).
     #[arg(long)]
     webhook: Option<PathBuf>,
@@ -76,7 +90,12 @@ impl Drop for Target {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if args.echo_server.is_some() && args.server_workers > 0 {
+        runtime.worker_threads(usize::from(args.server_workers));
+    }
+    let runtime = runtime.build()?;
     if let Some(addr) = args.echo_server {
         let Some(path) = &args.echo_response else { bail!("--echo-server needs --echo-response FILE") };
         let response = std::fs::read(path).with_context(|| path.display().to_string())?;
@@ -359,7 +378,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let config = Arc::new(config);
-    let fixture = mesh_tests::shared_dir()?.join("fixtures/kube-apiserver/admissionreview-v1-pod-foo.json");
+    let fixture = match &args.review {
+        Some(path) => path.clone(),
+        None => {
+            mesh_tests::shared_dir()?.join("fixtures/kube-apiserver/admissionreview-v1-pod-generatename-owner.json")
+        }
+    };
     let body = Bytes::from(std::fs::read(&fixture).with_context(|| fixture.display().to_string())?);
 
     let webhook_bin = match args.webhook {
@@ -374,11 +398,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let reviews = Arc::new(Reviews::new(&body, args.distinct)?);
     println!(
-        "webhook-load: {} keep-alive TLS connections, {} s per target in {} alternating rounds, body {} bytes (real AdmissionReview), {}",
+        "webhook-load: {} keep-alive TLS connections, {} s per target in {} alternating rounds, {} worker thread(s) per server, body {} bytes ({}), {}",
         args.connections,
         args.seconds,
         args.rounds,
+        if args.server_workers == 0 { "one per CPU".to_string() } else { args.server_workers.to_string() },
         body.len(),
+        fixture.file_name().map_or_else(|| fixture.display().to_string(), |f| f.to_string_lossy().into_owned()),
         if args.distinct {
             "every pod different (no review-cache hits)"
         } else {
@@ -394,6 +420,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             .arg(&cert)
             .arg("--tls-key")
             .arg(&key)
+            .arg(format!("--worker-threads={}", args.server_workers))
             .env("KUBECONFIG", "/nonexistent/kubeconfig")
             // The `serving` log line carries the bound address.
             .env("RUST_LOG", "info")
@@ -413,6 +440,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let echo_server = {
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["--echo-server", "127.0.0.1:0", "--echo-tls"]).arg(&cert).arg(&key);
+        command.arg(format!("--server-workers={}", args.server_workers));
         command.arg("--echo-response").arg(&response_file);
         let target = start(command, "echo server")?;
         connect(target.addr, config.clone()).await.context("connecting to the echo server")?;
