@@ -1,5 +1,5 @@
 //! One admission review through the webhook's pure path, without sockets: parse the API server's
-//! AdmissionReview (`shared/fixtures/kube-apiserver/admissionreview-v1-pod-foo.json`), inject with the
+//! AdmissionReview (`shared/fixtures/kube-apiserver/`: a bare pod and a ReplicaSet's pod), inject with the
 //! config's `Injector`, write the response with the base64 patch; and the same review answered from
 //! the review cache, as replicas of a workload are. This is the per-review work that the load
 //! benchmark (`webhook-load`) measures together with TLS, HTTP and logging.
@@ -16,11 +16,11 @@ use mesh_webhook::metrics::Outcome;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn fixture() -> Vec<u8> {
+fn fixture(name: &str) -> Vec<u8> {
     let shared = std::env::var_os("MESH_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let path = shared.join("fixtures/kube-apiserver/admissionreview-v1-pod-foo.json");
+    let path = shared.join("fixtures/kube-apiserver").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (set MESH_SHARED to the shared directory)", path.display()))
 }
 
@@ -50,26 +50,34 @@ fn cached_review(body: &[u8], cache: &ReviewCache) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let body = fixture();
+    for (name, file) in [
+        ("pod-foo", "admissionreview-v1-pod-foo.json"),
+        ("replicaset-pod", "admissionreview-v1-pod-generatename-owner.json"),
+    ] {
+        bench_review(c, name, &fixture(file));
+    }
+}
+
+fn bench_review(c: &mut Criterion, name: &str, body: &[u8]) {
     let injector = Injector::new(InjectConfig::default());
-    c.bench_function("review/pod-foo", |b| b.iter(|| review(black_box(&body), &injector)));
-    c.bench_function("review/parse", |b| {
-        b.iter(|| parse_review(black_box(&body)).and_then(|request| request.object_value()))
+    c.bench_function(&format!("review/{name}"), |b| b.iter(|| review(black_box(body), &injector)));
+    c.bench_function(&format!("review/{name}/parse"), |b| {
+        b.iter(|| parse_review(black_box(body)).and_then(|request| request.object_value()))
     });
-    let request = parse_review(&body).expect("a valid review");
+    let request = parse_review(body).expect("a valid review");
     let object = request.object_value().expect("an object");
     let req = inject_request(&request.namespace);
-    c.bench_function("review/inject", |b| b.iter(|| injector.inject(black_box(&object), &req)));
+    c.bench_function(&format!("review/{name}/inject"), |b| b.iter(|| injector.inject(black_box(&object), &req)));
     let Decision::Patch(patch) = injector.inject(&object, &req) else { panic!("not injected") };
-    c.bench_function("review/encode", |b| b.iter(|| Verdict::patch(black_box(&patch))));
+    c.bench_function(&format!("review/{name}/encode"), |b| b.iter(|| Verdict::patch(black_box(&patch))));
     let verdict = Verdict::patch(&patch).expect("an encoded patch");
-    c.bench_function("review/respond", |b| {
+    c.bench_function(&format!("review/{name}/respond"), |b| {
         b.iter(|| render_response(&request.api_version, &request.uid, black_box(&verdict)))
     });
     let cache = ReviewCache::new(mesh_webhook::cache::DEFAULT_BYTES);
     let decided = Decided { outcome: Outcome::Injected, reason: "", reason_text: String::new(), verdict };
     cache.insert(Key::new(&request, None, None, true), std::sync::Arc::new(decided));
-    c.bench_function("review/pod-foo-cached", |b| b.iter(|| cached_review(black_box(&body), &cache)));
+    c.bench_function(&format!("review/{name}/cached"), |b| b.iter(|| cached_review(black_box(body), &cache)));
 }
 
 criterion_group!(benches, bench);
