@@ -126,12 +126,19 @@ impl Drop for LogGuard {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An output that records what it got and how many write calls it took.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<(Vec<u8>, usize)>>);
+    pub(crate) struct Recorder(Arc<Mutex<(Vec<u8>, usize)>>);
+
+    impl Recorder {
+        /// What it got, as text.
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().0.clone()).unwrap()
+        }
+    }
 
     impl Write for Recorder {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {

@@ -116,6 +116,7 @@ impl ReviewLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logsink::tests::Recorder;
     use serde_json::Value;
 
     fn line() -> ReviewLine<'static> {
@@ -152,19 +153,7 @@ mod tests {
 
     /// What the JSON layer, configured as `init_logging` configures it, writes for the same event.
     fn from_tracing(line: &ReviewLine) -> String {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Capture(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Capture {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let capture = Capture::default();
+        let capture = Recorder::default();
         let writer = capture.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -173,7 +162,7 @@ mod tests {
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || crate::server::log_review_with_tracing(line));
-        String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+        capture.text()
     }
 
     #[test]
@@ -210,25 +199,14 @@ mod tests {
 
     #[test]
     fn lines_reach_the_sink_whole() {
-        #[derive(Clone, Default)]
-        struct Out(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Out {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let out = Out::default();
+        let out = Recorder::default();
         let (sink, guard) = LogSink::spawn(out.clone()).unwrap();
         let log = ReviewLog::new(sink);
         for _ in 0..3 {
             log.write(&line());
         }
         drop(guard);
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 3);
         assert!(lines.iter().all(|l| l["pod"] == line().pod && l["cached"] == true && l["elapsed_us"] == 123));

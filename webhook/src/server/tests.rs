@@ -314,27 +314,12 @@ async fn skips_and_denials_are_cached_with_their_reason() {
     assert_eq!((state.metrics.review_cache_lookups(true), state.metrics.review_cache_lookups(false)), (2, 2));
 }
 
-/// An output for a [`crate::logsink::LogSink`] that keeps what it got.
-#[derive(Clone, Default)]
-struct Recorded(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Recorded {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Review lines written by `state`'s direct log writer for these reviews, with `tracing` logging at
 /// `level` (the line is written only where `tracing` would write it).
 async fn direct_review_lines(level: tracing::Level, reviews: &[Value]) -> Vec<Value> {
     let subscriber = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::sink).finish();
     let _default = tracing::subscriber::set_default(subscriber);
-    let out = Recorded::default();
+    let out = crate::logsink::tests::Recorder::default();
     let (sink, guard) = crate::logsink::LogSink::spawn(out.clone()).unwrap();
     let state = Arc::new(
         AppState::new(Arc::new(CertStore::new())).with_review_log(Some(crate::reviewlog::ReviewLog::new(sink))),
@@ -345,8 +330,7 @@ async fn direct_review_lines(level: tracing::Level, reviews: &[Value]) -> Vec<Va
         post_review(&state, "/inject", review).await;
     }
     drop(guard);
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    out.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 #[tokio::test]
