@@ -281,33 +281,45 @@ async fn tracer_agrees_with_envoy() {
             ]}]}
         }));
     }
-    let mut listeners = Vec::new();
-    let mut probes = Vec::new();
-    let mut used = std::collections::HashSet::new();
-    for i in 0..CONFIGS {
-        let mut port = free_port().unwrap();
-        while !used.insert(port) {
-            port = free_port().unwrap();
+    // The listener ports are picked free, then bound by Envoy: another test may take one in between.
+    // Then Envoy exits with "Address already in use", and the same configs get fresh ports (bounded).
+    let rng_start = rng.0;
+    let mut attempt = 0;
+    let (envoy, listeners, probes) = loop {
+        attempt += 1;
+        rng = Rng(rng_start);
+        let mut listeners = Vec::new();
+        let mut probes = Vec::new();
+        let mut used = std::collections::HashSet::new();
+        for i in 0..CONFIGS {
+            let mut port = free_port().unwrap();
+            while !used.insert(port) {
+                port = free_port().unwrap();
+            }
+            let rc = route_config(&mut rng, i);
+            let domains: Vec<String> = rc["virtual_hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|v| v["domains"].as_array().cloned().unwrap_or_default())
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect();
+            listeners.push(listener(port, rc));
+            for _ in 0..REQUESTS_PER_CONFIG {
+                probes.push(probe(&mut rng, port, &domains));
+            }
         }
-        let rc = route_config(&mut rng, i);
-        let domains: Vec<String> = rc["virtual_hosts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|v| v["domains"].as_array().cloned().unwrap_or_default())
-            .filter_map(|d| d.as_str().map(str::to_string))
-            .collect();
-        listeners.push(listener(port, rc));
-        for _ in 0..REQUESTS_PER_CONFIG {
-            probes.push(probe(&mut rng, port, &domains));
+        let bootstrap = json!({
+            "node": {"id": "explain-differential", "cluster": "explain"},
+            "static_resources": {"listeners": listeners, "clusters": clusters}
+        });
+        let envoy = Envoy::start(&bootstrap).unwrap();
+        match envoy.wait_ready(Duration::from_secs(60)).await {
+            Ok(()) => break (envoy, listeners, probes),
+            Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => continue,
+            Err(e) => panic!("{e:#}"),
         }
-    }
-    let bootstrap = json!({
-        "node": {"id": "explain-differential", "cluster": "explain"},
-        "static_resources": {"listeners": listeners, "clusters": clusters}
-    });
-    let envoy = Envoy::start(&bootstrap).unwrap();
-    envoy.wait_ready(Duration::from_secs(60)).await.unwrap();
+    };
 
     // The tracer reads the config as Envoy reports it.
     let (code, body) = envoy.admin_get("/config_dump").await.unwrap();
