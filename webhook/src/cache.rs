@@ -68,31 +68,19 @@ impl Key {
         for value in [Some(request.namespace.as_str()), cluster, network] {
             match value {
                 None => key.push(0),
-                Some(value) => {
-                    key.push(1);
-                    push_text(&mut key, value);
-                }
+                Some(value) => push_tagged(&mut key, 1, value),
             }
         }
         match &request.object {
-            Object::Other(value) => {
-                key.push(b'O');
-                push_text(&mut key, &value.to_string());
-            }
+            Object::Other(value) => push_tagged(&mut key, b'O', &value.to_string()),
             Object::Members(members) => {
                 key.push(b'M');
                 push_len(&mut key, members.len());
                 for (name, member) in members {
                     push_text(&mut key, name);
                     match member {
-                        Member::Raw(raw) => {
-                            key.push(b'r');
-                            push_text(&mut key, raw.get());
-                        }
-                        Member::Value(value) => {
-                            key.push(b'v');
-                            push_text(&mut key, &value.to_string());
-                        }
+                        Member::Raw(raw) => push_tagged(&mut key, b'r', raw.get()),
+                        Member::Value(value) => push_tagged(&mut key, b'v', &value.to_string()),
                         Member::Metadata(fields) => {
                             key.push(b'm');
                             push_len(&mut key, fields.len());
@@ -120,6 +108,11 @@ fn push_len(key: &mut Vec<u8>, len: usize) {
 fn push_text(key: &mut Vec<u8>, text: &str) {
     push_len(key, text.len());
     key.extend_from_slice(text.as_bytes());
+}
+
+fn push_tagged(key: &mut Vec<u8>, tag: u8, text: &str) {
+    key.push(tag);
+    push_text(key, text);
 }
 
 /// The cache: at most `max_bytes` of keys and answers; an entry larger than an eighth of that is

@@ -185,14 +185,14 @@ mod tests {
             assert_eq!(tail(&ours), tail(&theirs));
             // Both timestamps parse and have microseconds.
             for text in [&ours, &theirs] {
-                let ts = members_raw(text);
+                let ts = timestamp_of(text);
                 assert_eq!(ts.len(), "2026-11-21T21:38:05.297346Z".len(), "{ts}");
                 time::OffsetDateTime::parse(&ts, &time::format_description::well_known::Rfc3339).unwrap();
             }
         }
     }
 
-    fn members_raw(text: &str) -> String {
+    fn timestamp_of(text: &str) -> String {
         let v: Value = serde_json::from_str(text).unwrap();
         v["timestamp"].as_str().unwrap().to_owned()
     }

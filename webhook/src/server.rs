@@ -170,19 +170,14 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// 405 for any method but POST on the review paths, counted and logged like other rejected requests.
 async fn method_not_allowed(State(state): State<Arc<AppState>>, method: http::Method) -> Response {
     let started = Instant::now();
-    let message = format!("method {method} is not allowed: send the AdmissionReview with POST");
-    let elapsed = started.elapsed();
-    state.metrics.observe_request(Outcome::Error, "method_not_allowed", elapsed);
-    tracing::warn!(
-        outcome = "error",
-        reason = "method_not_allowed",
-        status = 405,
-        error = %message,
-        elapsed_us = micros(elapsed),
-        "admission review rejected"
-    );
-    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, HeaderValue::from_static("POST"))], format!("{message}\n"))
-        .into_response()
+    let failure = Failure {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        reason: "method_not_allowed",
+        message: format!("method {method} is not allowed: send the AdmissionReview with POST"),
+    };
+    let mut response = rejected(&state, failure, started);
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
 }
 
 async fn inject_default(
@@ -235,20 +230,23 @@ fn review(
             }
             ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], answered.body).into_response()
         }
-        Err(failure) => {
-            let elapsed = started.elapsed();
-            state.metrics.observe_request(Outcome::Error, failure.reason, elapsed);
-            tracing::warn!(
-                outcome = "error",
-                reason = failure.reason,
-                status = failure.status.as_u16(),
-                error = %failure.message,
-                elapsed_us = micros(elapsed),
-                "admission review rejected"
-            );
-            (failure.status, format!("{}\n", failure.message)).into_response()
-        }
+        Err(failure) => rejected(state, failure, started),
     }
+}
+
+/// A request answered with an HTTP error: counted, logged, the message as the body.
+fn rejected(state: &AppState, failure: Failure, started: Instant) -> Response {
+    let elapsed = started.elapsed();
+    state.metrics.observe_request(Outcome::Error, failure.reason, elapsed);
+    tracing::warn!(
+        outcome = "error",
+        reason = failure.reason,
+        status = failure.status.as_u16(),
+        error = %failure.message,
+        elapsed_us = micros(elapsed),
+        "admission review rejected"
+    );
+    (failure.status, format!("{}\n", failure.message)).into_response()
 }
 
 /// The review line through `tracing` (text logs, tests); [`ReviewLog`] writes the same JSON line.
@@ -314,7 +312,7 @@ fn answer(
     let cache = &configured.cache;
     let key = cache.enabled().then(|| cache::Key::new(&request, cluster, network, native));
     let hit = key.as_ref().and_then(|key| cache.get(key));
-    if cache.enabled() {
+    if key.is_some() {
         state.metrics.review_cache(hit.is_some());
     }
     let cached = hit.is_some();
