@@ -51,7 +51,7 @@ pub enum ExplainError {
 pub enum Format {
     /// A tree for people.
     Text,
-    /// JSON (schema in the README, "Output schema").
+    /// JSON (schema in docs/explain.md, "Output schema").
     Json,
     /// YAML (same schema).
     Yaml,

@@ -18,7 +18,7 @@ pub struct InjectArgs {
     /// The manifests to inject: a file, or `-` for standard input.
     #[arg(short = 'f', long = "filename", value_name = "FILE|-")]
     pub filename: String,
-    /// The injector settings (InjectConfig YAML, see the README, "InjectConfig"); Istio's defaults without it.
+    /// The injector settings (InjectConfig YAML, see docs/inject.md, "InjectConfig"); Istio's defaults without it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Whether istio-proxy is a native sidecar; overrides the config's `nativeSidecars`. Offline,

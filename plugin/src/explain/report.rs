@@ -1,5 +1,5 @@
 //! The report `explain` produces: plain data, serialised as-is for `-o json|yaml` and rendered as a
-//! tree for people. The schema is documented in the README ("Output schema").
+//! tree for people. The schema is documented in docs/explain.md ("Output schema").
 
 use std::collections::BTreeSet;
 
