@@ -1,9 +1,9 @@
 //! Where the external tools and the shared data are. `tests/run` installs the tools into the
 //! project's `.tools/` directory and exports `MESH_ENVOY`, `MESH_KUBECTL` and `MESH_HELM`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 /// An external binary the tests run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,18 +61,4 @@ impl Tool {
     }
 }
 
-/// The repository root (the parent of this crate's directory).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".."))
-}
-
-/// The shared data directory: `$MESH_SHARED`, else `../shared` beside the repository.
-pub fn shared_dir() -> anyhow::Result<PathBuf> {
-    let dir = match std::env::var_os("MESH_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => repo_root().join("../shared"),
-    };
-    let dir =
-        dir.canonicalize().with_context(|| format!("shared data not found at {} (set MESH_SHARED)", dir.display()))?;
-    Ok(dir)
-}
+pub use mesh_test_data::{check_golden, repo_root, shared_dir};

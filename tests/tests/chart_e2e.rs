@@ -35,7 +35,7 @@ impl Cluster {
             bail!(
                 "MESH_E2E_KUBECONFIG is not set: this test installs the chart into a real cluster. Set it to a \
                  kubeconfig with cluster-admin rights, then run: \
-                 cargo nextest run --run-ignored only -p mesh-tests --test chart_e2e"
+                 cargo nextest run --run-ignored only -p mesh-tests chart_e2e::"
             );
         };
         let kubeconfig = PathBuf::from(kubeconfig);
@@ -125,7 +125,7 @@ fn container_names(pod: &Value, list: &str) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs a real cluster: set MESH_E2E_KUBECONFIG and run cargo nextest run --run-ignored only -p mesh-tests --test chart_e2e"]
+#[ignore = "needs a real cluster: set MESH_E2E_KUBECONFIG and run cargo nextest run --run-ignored only -p mesh-tests chart_e2e::"]
 fn chart_installs_and_injects_a_labelled_namespace() {
     let cluster = Cluster::from_env().unwrap_or_else(|e| panic!("{e:#}"));
     let id = format!("{}", std::process::id());

@@ -3,7 +3,7 @@
 //! API server). Prints the times; asserts only that every proxy is reported. Goals: < 1 s and < 5 s.
 //!
 //! The 10,000 case runs with `--run-ignored all` (it needs a few seconds of setup):
-//! `cargo nextest run -p mesh-tests --test proxy_status_bench --run-ignored all --no-capture`
+//! `cargo nextest run -p mesh-tests proxy_status_bench:: --run-ignored all --no-capture`
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

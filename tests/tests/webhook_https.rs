@@ -1,8 +1,9 @@
 //! mesh-webhook over real HTTPS: Istio conformance as real AdmissionReviews, certificate rotation
 //! under load, config reload, and draining on SIGTERM under load.
 
-#[path = "webhook_support/support.rs"]
-mod support;
+use mesh_tests::support;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -179,7 +180,7 @@ async fn certificate_rotation_under_load() -> anyhow::Result<()> {
     let webhook = Webhook::start(&["--tls-cert", &p("tls.crt"), "--tls-key", &p("tls.key")], &[])?;
     webhook.wait_ready(READY)?;
     let body = support::fixture_review()?;
-    let der_of = |pem: &str| rustls_pemfile::certs(&mut pem.as_bytes()).next().and_then(Result::ok);
+    let der_of = |pem: &str| CertificateDer::pem_slice_iter(pem.as_bytes()).next().and_then(Result::ok);
     let (der_a, der_b) = (der_of(&cert_a).context("cert a")?, der_of(&cert_b).context("cert b")?);
 
     let mut old_conn = Conn::open(webhook.listen, ca.client_config()).await?;

@@ -3,8 +3,7 @@
 //! tampering, the served certificate verifies for the Service's DNS name; and native sidecars in
 //! auto mode follow the nodes' kubelet versions.
 
-#[path = "webhook_support/support.rs"]
-mod support;
+use mesh_tests::support;
 
 use std::time::{Duration, Instant};
 

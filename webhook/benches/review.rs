@@ -5,7 +5,6 @@
 //! benchmark (`webhook-load`) measures together with TLS, HTTP and logging.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_core::inject::{Decision, InjectConfig, InjectRequest, Injector};
@@ -17,11 +16,7 @@ use mesh_webhook::metrics::Outcome;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let shared = std::env::var_os("MESH_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let path = shared.join("fixtures/kube-apiserver").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (set MESH_SHARED to the shared directory)", path.display()))
+    mesh_test_data::read_shared(&format!("fixtures/kube-apiserver/{name}")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What the webhook passes to the injector for a review on `/inject` with nodes that support

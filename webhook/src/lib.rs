@@ -5,7 +5,7 @@
 //! that follow ([`cache`]). Around it: TLS with hot certificate reload
 //! ([`tls`], [`reload`]), the self-signed mode ([`selfsigned`]), native-sidecar detection from node
 //! versions ([`nodes`]), metrics ([`metrics`]), the per-review log line ([`reviewlog`]), connection limits and draining ([`serve`]), and the
-//! wiring from flags ([`cli`], [`run`]).
+//! wiring from flags ([`cli`], [`run`](mod@run)).
 
 pub mod admission;
 pub mod cache;

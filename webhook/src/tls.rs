@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject as _};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -31,15 +32,16 @@ pub enum TlsError {
 
 /// Builds a rustls [`CertifiedKey`] from PEM text, checking that the key matches the certificate.
 pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Certificate(e.to_string()))?;
     if certs.is_empty() {
         return Err(TlsError::Certificate("none found".into()));
     }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| TlsError::Key(e.to_string()))?
-        .ok_or_else(|| TlsError::Key("none found".into()))?;
+    let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => TlsError::Key("none found".into()),
+        other => TlsError::Key(other.to_string()),
+    })?;
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(TlsError::KeyType)?;
     let certified = CertifiedKey::new(certs, signing_key);
     certified.keys_match().map_err(TlsError::Mismatch)?;

@@ -1,14 +1,7 @@
-use std::path::PathBuf;
-
 use super::*;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let dir = match std::env::var_os("MESH_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    let path = dir.join("fixtures/envoy-config-dumps").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e} (set MESH_SHARED)", path.display()))
+    mesh_test_data::read_shared(&format!("fixtures/envoy-config-dumps/{name}")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

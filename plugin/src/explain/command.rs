@@ -39,6 +39,7 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "POD_FILE", requires = "file")]
     pub pod_file: Option<PathBuf>,
     /// Trace one request: HOST[:PORT][/PATH], HOST a Service name or an IP.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "HOST[:PORT][/PATH]")]
     pub to: Option<String>,
     /// A request header, 'name: value' (repeatable; `host:` sets the authority).

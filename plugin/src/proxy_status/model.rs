@@ -161,41 +161,10 @@ impl ProxySync {
     }
 }
 
-/// Parses RFC 3339 UTC timestamps such as `2026-01-02T03:04:05.123Z` or `...+00:00`.
+/// Parses RFC 3339 timestamps such as `2026-01-02T03:04:05.123Z` or `...+02:00`.
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    let text = text.trim();
-    let (date, time) = text.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
-    let time = time.trim_end_matches('Z');
-    let (time, offset) = match time.rfind(['+', '-']) {
-        Some(i) => (&time[..i], &time[i..]),
-        None => (time, ""),
-    };
-    let mut t = time.split(':');
-    let (hh, mm): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
-    let sec: f64 = t.next()?.parse().ok()?;
-    let offset_secs = if offset.is_empty() {
-        0
-    } else {
-        let sign = if offset.starts_with('-') { -1 } else { 1 };
-        let (oh, om) = offset[1..].split_once(':')?;
-        sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
-    };
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let whole = days * 86_400 + hh * 3600 + mm * 60 - offset_secs;
-    let secs = u64::try_from(whole).ok()?;
-    if !(0.0..61.0).contains(&sec) {
-        return None;
-    }
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_secs_f64(sec))
+    let t = time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339).ok()?;
+    Some(SystemTime::from(t))
 }
 
 /// Reads istiod's `GET /debug/syncz` JSON (an array of entries).

@@ -2,7 +2,6 @@
 //! layout (checked against istioctl's own output in the shared fixtures), the diff, flag parsing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::admin::v3::UpdateFailureState;
@@ -16,12 +15,8 @@ use super::model::{self, Filter, InjectedPod, IstiodResult, Status, XdsType};
 use super::{diff, parse_duration, parse_pod, render};
 
 fn fixture(name: &str) -> String {
-    let dir = match std::env::var_os("MESH_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    let path = dir.join("fixtures/istio-syncz").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (set MESH_SHARED)", path.display()))
+    let bytes = mesh_test_data::read_shared(&format!("fixtures/istio-syncz/{name}")).unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8(bytes).unwrap_or_else(|e| panic!("fixtures/istio-syncz/{name}: {e}"))
 }
 
 fn at(secs: u64) -> SystemTime {

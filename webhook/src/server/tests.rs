@@ -1,7 +1,5 @@
 //! Router tests: every outcome and every bad input, through `oneshot` (no socket).
 
-use std::path::PathBuf;
-
 use axum::body::Body;
 use base64::Engine as _;
 use http::Request;
@@ -12,17 +10,10 @@ use tower::ServiceExt as _;
 use super::*;
 use crate::metrics::Outcome;
 
-fn shared() -> PathBuf {
-    match std::env::var_os("MESH_SHARED") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    }
-}
-
 fn fixture(name: &str) -> Value {
-    let path = shared().join("fixtures/kube-apiserver").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (set MESH_SHARED)", path.display()));
-    serde_json::from_str(&text).unwrap()
+    let bytes =
+        mesh_test_data::read_shared(&format!("fixtures/kube-apiserver/{name}")).unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 fn ready_state() -> Arc<AppState> {

@@ -134,7 +134,7 @@ pub fn read_crds(path: &Path) -> Result<Vec<Value>, CrdError> {
 pub fn istio_crds() -> Result<&'static [Value], String> {
     static CRDS: OnceLock<Result<Vec<Value>, String>> = OnceLock::new();
     CRDS.get_or_init(|| {
-        let dir = crate::shared_dir().map_err(|e| format!("{e:#}"))?;
+        let dir = mesh_test_data::shared_dir().map_err(|e| format!("{e:#}"))?;
         read_crds(&dir.join("fixtures/istio-crds/crd-all.gen.yaml")).map_err(|e| e.to_string())
     })
     .as_ref()

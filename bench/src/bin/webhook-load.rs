@@ -15,7 +15,7 @@
 //! drift of the machine's speed affects both alike. Each server runs one worker thread unless
 //! `--server-workers` says otherwise (see there).
 //!
-//! Usage: `cargo run --release -p mesh-tests --bin webhook-load -- [--connections 64] [--seconds 10]
+//! Usage: `cargo run --release -p mesh-bench --bin webhook-load -- [--connections 64] [--seconds 10]
 //! [--rounds 5] [--server-workers 1] [--distinct] [--review FILE]` (builds and runs `mesh-webhook`
 //! from the same target directory).
 
@@ -30,7 +30,8 @@ use clap::Parser;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 #[derive(Debug, Parser)]
 #[command(name = "webhook-load", about = "Load benchmark of mesh-webhook against a bare TLS server on the same stack")]
@@ -369,7 +370,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (ca_pem, cert, key) = write_certs(dir.path())?;
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c?)?;
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -381,7 +382,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let fixture = match &args.review {
         Some(path) => path.clone(),
         None => {
-            mesh_tests::shared_dir()?.join("fixtures/kube-apiserver/admissionreview-v1-pod-generatename-owner.json")
+            mesh_test_data::shared_dir()?.join("fixtures/kube-apiserver/admissionreview-v1-pod-generatename-owner.json")
         }
     };
     let body = Bytes::from(std::fs::read(&fixture).with_context(|| fixture.display().to_string())?);

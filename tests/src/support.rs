@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 
@@ -22,6 +23,12 @@ pub struct TestCa {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     /// The CA certificate, PEM.
     pub pem: String,
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl TestCa {
@@ -54,7 +61,7 @@ impl TestCa {
 /// A client configuration that trusts the CA in `ca_pem` (TLS 1.2 and 1.3, ring, ALPN http/1.1).
 pub fn client_config_for(ca_pem: &str) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("CA PEM")).expect("CA certificate");
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -356,7 +363,7 @@ pub fn review_body(uid: &str, namespace: &str, pod: &Value) -> Bytes {
 
 /// The real AdmissionReview the API server sent for pod `foo`.
 pub fn fixture_review() -> anyhow::Result<Bytes> {
-    let path = mesh_tests::shared_dir()?.join("fixtures/kube-apiserver/admissionreview-v1-pod-foo.json");
+    let path = crate::shared_dir()?.join("fixtures/kube-apiserver/admissionreview-v1-pod-foo.json");
     Ok(Bytes::from(std::fs::read(&path).with_context(|| path.display().to_string())?))
 }
 

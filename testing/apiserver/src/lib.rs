@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
-//! use mesh_tests::apiserver::TestApiServer;
+//! use mesh_test_apiserver::TestApiServer;
 //! let server = TestApiServer::start()?;
 //! server.put(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
 //!     "metadata": {"name": "foo", "namespace": "foo", "labels": {"app": "foo"}}}))?;

@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn not_found_matches_the_real_404() -> anyhow::Result<()> {
-        let dir = crate::shared_dir()?.join("fixtures/kube-apiserver/error-404-pod.json");
+        let dir = mesh_test_data::shared_dir()?.join("fixtures/kube-apiserver/error-404-pod.json");
         let real: Value = serde_json::from_str(&std::fs::read_to_string(dir)?)?;
         assert_eq!(ApiError::not_found("", "pods", "nonexistent").to_status(), real);
         Ok(())

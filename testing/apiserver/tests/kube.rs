@@ -11,7 +11,7 @@ use kube::api::{
 };
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use mesh_tests::apiserver::TestApiServer;
+use mesh_test_apiserver::TestApiServer;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
