@@ -13,7 +13,8 @@
 //! so a hit is exactly the answer injection would give. The answer is kept without the review's uid
 //! and apiVersion, which the response echoes per review.
 //!
-//! Bounded by bytes (key plus answer); the oldest entries go first. Pure, no I/O.
+//! Bounded by the bytes the entries hold (allocated key and answer plus bookkeeping); the oldest
+//! entries go first. Pure, no I/O.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
