@@ -159,6 +159,11 @@ impl Webhook {
         Ok(webhook)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The JSON log lines so far.
     pub fn logs(&self) -> Vec<Value> {
         self.logs.lock().map(|l| l.clone()).unwrap_or_default()

@@ -17,6 +17,7 @@ mod inject_cli;
 mod inject_conformance;
 mod proxy_status_bench;
 mod proxy_status_e2e;
+mod webhook_hostile;
 mod webhook_https;
 mod webhook_selfsigned;
 mod xds_discovery;

@@ -325,6 +325,11 @@ impl EncodedPatch {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Bytes allocated for the text (its capacity), what keeping it costs.
+    pub fn allocated(&self) -> usize {
+        self.0.capacity()
+    }
 }
 
 #[derive(Serialize)]
@@ -399,21 +404,52 @@ pub enum PathError {
     /// A key other than `cluster` and `net`.
     #[error("path /inject/{0}: unknown key {1:?} (use /inject/cluster/<cluster>/net/<network>)")]
     UnknownKey(String, String),
+    /// A segment whose percent-decoded bytes are not UTF-8 text without control characters.
+    #[error("path /inject/{0}: segment {1:?} {2} (cluster and network names are printable UTF-8 text)")]
+    BadBytes(String, String, &'static str),
 }
 
-/// Parses the part of the path after `/inject/`: `key/value` pairs with keys `cluster` and `net`.
+/// Parses the part of the path after `/inject/`, as sent (percent-encoded): `key/value` pairs with
+/// keys `cluster` and `net`; each segment is percent-decoded.
 pub fn parse_inject_path(rest: &str) -> Result<InjectTarget, PathError> {
     let mut target = InjectTarget::default();
-    let mut parts = rest.split('/').filter(|p| !p.is_empty());
+    let mut parts = rest.split('/').filter(|p| !p.is_empty()).map(|p| decode_segment(rest, p));
     while let Some(key) = parts.next() {
-        let value = parts.next().ok_or_else(|| PathError::MissingValue(rest.to_string(), key.to_string()))?;
-        match key {
-            "cluster" => target.cluster = Some(value.to_string()),
-            "net" => target.network = Some(value.to_string()),
+        let key = key?;
+        let value = parts.next().ok_or_else(|| PathError::MissingValue(rest.to_string(), key.clone()))??;
+        match key.as_str() {
+            "cluster" => target.cluster = Some(value),
+            "net" => target.network = Some(value),
             other => return Err(PathError::UnknownKey(rest.to_string(), other.to_string())),
         }
     }
     Ok(target)
+}
+
+/// Percent-decodes one path segment into printable UTF-8 text.
+fn decode_segment(rest: &str, segment: &str) -> Result<String, PathError> {
+    let bad = |why| PathError::BadBytes(rest.to_string(), segment.to_string(), why);
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| bad("has a % not followed by two hex digits"))?;
+            decoded.push(byte);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let text = String::from_utf8(decoded).map_err(|_| bad("does not decode to UTF-8"))?;
+    if text.chars().any(char::is_control) {
+        return Err(bad("decodes to a control character"));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -567,5 +603,14 @@ mod tests {
         );
         assert!(matches!(parse_inject_path("cluster"), Err(PathError::MissingValue(..))));
         assert!(matches!(parse_inject_path("zone/z"), Err(PathError::UnknownKey(..))));
+        assert_eq!(
+            parse_inject_path("cluster/c%201/net/n%2D1"),
+            Ok(InjectTarget { cluster: Some("c 1".into()), network: Some("n-1".into()) })
+        );
+        let nul = parse_inject_path("cluster/%00/net/n").unwrap_err();
+        assert!(nul.to_string().contains("\"%00\" decodes to a control character"), "{nul}");
+        let ff = parse_inject_path("cluster/c/net/%ff").unwrap_err();
+        assert!(ff.to_string().contains("\"%ff\" does not decode to UTF-8"), "{ff}");
+        assert!(matches!(parse_inject_path("cluster/%4"), Err(PathError::BadBytes(..))));
     }
 }

@@ -13,7 +13,8 @@
 //! so a hit is exactly the answer injection would give. The answer is kept without the review's uid
 //! and apiVersion, which the response echoes per review.
 //!
-//! Bounded by bytes (key plus answer); the oldest entries go first. Pure, no I/O.
+//! Bounded by the bytes the entries hold (allocated key and answer plus bookkeeping); the oldest
+//! entries go first. Pure, no I/O.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,8 +25,10 @@ use crate::metrics::Outcome;
 /// Default size of the cache: 32 MiB, a few thousand distinct pod templates.
 pub const DEFAULT_BYTES: usize = 32 * 1024 * 1024;
 
-/// Bookkeeping bytes counted per entry on top of its key and answer.
-const ENTRY_OVERHEAD: usize = 128;
+/// Bookkeeping bytes counted per entry on top of its key and answer: the map slot and its share of
+/// the map's spare capacity, the order queue's slot, the two `Arc` allocations and the allocator's
+/// rounding of each allocation.
+const ENTRY_OVERHEAD: usize = 256;
 
 /// A decided review, without what each review echoes (uid, apiVersion).
 #[derive(Debug, Clone, PartialEq)]
@@ -42,18 +45,19 @@ pub struct Decided {
 
 impl Decided {
     fn size(&self) -> usize {
+        // Allocated capacities: what the entry holds, not only the text it uses.
         let verdict = match &self.verdict {
             Verdict::Allow => 0,
-            Verdict::Patch(patch) => patch.as_str().len(),
-            Verdict::Deny(message) => message.len(),
+            Verdict::Patch(patch) => patch.allocated(),
+            Verdict::Deny(message) => message.capacity(),
         };
-        verdict + self.reason_text.len()
+        verdict + self.reason_text.capacity()
     }
 }
 
 /// What a review's answer depends on besides the config, as bytes compared for equality.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Key(Vec<u8>);
+pub struct Key(Box<[u8]>);
 
 impl Key {
     /// The key of `request` arriving on the path for `cluster`/`network`, with the nodes' native
@@ -93,7 +97,9 @@ impl Key {
                 }
             }
         }
-        Key(key)
+        // Shrunk to its length: the key is charged what it holds (a few KiB reserved for a
+        // 100-byte key would make the cache's bound a lie for small objects).
+        Key(key.into_boxed_slice())
     }
 
     fn size(&self) -> usize {

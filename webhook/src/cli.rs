@@ -71,6 +71,11 @@ pub struct Args {
     #[arg(long, env = "MESH_WEBHOOK_DRAIN_TIMEOUT", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
 
+    /// Time allowed to receive a request's body after its head; a slower request is answered 408
+    /// and its connection closed (e.g. 10s, 500ms).
+    #[arg(long, env = "MESH_WEBHOOK_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub body_timeout: Duration,
+
     /// Log format.
     #[arg(long, env = "MESH_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -146,6 +151,7 @@ mod tests {
         assert_eq!(args.secret_name, "mesh-webhook-tls");
         assert_eq!(args.drain_timeout, Duration::from_secs(20));
         assert_eq!(args.log_format, LogFormat::Json);
+        assert_eq!(args.body_timeout, crate::server::DEFAULT_BODY_TIMEOUT);
         assert_eq!(args.max_connections, 1024);
         assert_eq!(args.review_cache_mib, 32);
         assert_eq!(args.review_cache_mib as usize * 1024 * 1024, crate::cache::DEFAULT_BYTES);
@@ -161,6 +167,7 @@ mod tests {
             "--namespace=istio-system",
             "--webhook-config-selector=app.kubernetes.io/instance=mesh",
             "--drain-timeout=5s",
+            "--body-timeout=250ms",
             "--log-format=text",
             "--max-connections=8",
             "--review-cache-mib=0",
@@ -171,6 +178,7 @@ mod tests {
         assert_eq!(args.namespace.as_deref(), Some("istio-system"));
         assert_eq!(args.webhook_config_selector.as_deref(), Some("app.kubernetes.io/instance=mesh"));
         assert_eq!(args.drain_timeout, Duration::from_secs(5));
+        assert_eq!(args.body_timeout, Duration::from_millis(250));
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.max_connections, 8);
         assert_eq!(args.review_cache_mib, 0);

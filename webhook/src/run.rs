@@ -125,7 +125,12 @@ pub async fn run(args: Args, source: CertSource, review_log: Option<ReviewLog>) 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let certs = Arc::new(CertStore::new());
     let cache_bytes = usize::try_from(args.review_cache_mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
-    let state = Arc::new(AppState::new(certs.clone()).with_review_cache(cache_bytes).with_review_log(review_log));
+    let state = Arc::new(
+        AppState::new(certs.clone())
+            .with_review_cache(cache_bytes)
+            .with_body_timeout(args.body_timeout)
+            .with_review_log(review_log),
+    );
 
     match &args.config {
         None => {

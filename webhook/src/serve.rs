@@ -1,7 +1,9 @@
 //! The HTTPS listener: TLS handshakes, HTTP/1.1 and HTTP/2 connections, limits and draining.
 //!
 //! Limits: at most `max_connections` connections at once (more wait in the kernel's backlog), a
-//! handshake timeout, a header read timeout and an idle timeout. Draining (on SIGTERM): the
+//! handshake timeout, a header read timeout and an idle timeout; the body timeout is the router's
+//! (see [`crate::server::AppState::with_body_timeout`]): a 408 closes an HTTP/1.1 connection, and
+//! an HTTP/2 stream answered before its body ended is reset. Draining (on SIGTERM): the
 //! listener closes at once, every review already received is answered, HTTP/1.1 responses carry
 //! `Connection: close`, HTTP/2 connections get GOAWAY, idle connections are closed, and the whole
 //! thing ends within the drain timeout.
@@ -264,7 +266,10 @@ where
         let draining = draining.clone();
         async move {
             let mut response = app.oneshot(request.map(axum::body::Body::new)).await?;
-            if !h2 && *draining.borrow() {
+            // A request whose body did not arrive in time (408) ends its connection: the rest of
+            // the body may never come.
+            let timed_out = response.status() == http::StatusCode::REQUEST_TIMEOUT;
+            if !h2 && (*draining.borrow() || timed_out) {
                 response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             drop(in_flight);

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::BodyExt as _;
 use mesh_core::inject::{Decision, InjectConfig, InjectRequest, Injector};
 
 use crate::admission::{self, InjectTarget, Verdict};
@@ -23,6 +23,9 @@ use crate::tls::CertStore;
 
 /// Largest accepted AdmissionReview body: 3 MiB, as the API server's own limit for objects.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Default time allowed to receive a request's body, counted from the end of its head.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A config in use: its injector and the answers decided with it.
 #[derive(Debug)]
@@ -38,6 +41,7 @@ pub struct Configured {
 pub struct AppState {
     config: ArcSwapOption<Configured>,
     cache_bytes: usize,
+    body_timeout: Duration,
     native_sidecars: AtomicBool,
     nodes_synced: AtomicBool,
     draining: AtomicBool,
@@ -56,6 +60,7 @@ impl AppState {
         AppState {
             config: ArcSwapOption::empty(),
             cache_bytes: cache::DEFAULT_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             native_sidecars: AtomicBool::new(false),
             nodes_synced: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -75,6 +80,12 @@ impl AppState {
     /// config.
     pub fn with_review_cache(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// The same state allowing `timeout` to receive a request's body (answered 408 after it).
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
@@ -135,14 +146,13 @@ impl AppState {
 }
 
 /// The HTTPS routes: `POST /inject` and `POST /inject/cluster/<c>/net/<n>`, bodies up to
-/// [`MAX_BODY_BYTES`].
+/// [`MAX_BODY_BYTES`] received within the body timeout ([`AppState::with_body_timeout`]).
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/inject", post(inject_default))
         .route("/inject/", post(inject_default))
         .route("/inject/{*rest}", post(inject_with_path))
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -180,21 +190,63 @@ async fn method_not_allowed(State(state): State<Arc<AppState>>, method: http::Me
     response
 }
 
-async fn inject_default(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn inject_default(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let body = read_body(&headers, body, state.body_timeout).await;
     review(&state, Ok(InjectTarget::default()), &headers, body)
 }
 
 async fn inject_with_path(
     State(state): State<Arc<AppState>>,
-    Path(rest): Path<String>,
+    uri: http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    review(&state, admission::parse_inject_path(&rest), &headers, body)
+    // The raw path, so that bytes that do not decode are answered like any other bad path.
+    let rest = uri.path().strip_prefix("/inject/").unwrap_or(uri.path());
+    let target = admission::parse_inject_path(rest);
+    let body = read_body(&headers, body, state.body_timeout).await;
+    review(&state, target, &headers, body)
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`] within `timeout`. Every frame is copied into
+/// one buffer, so the memory held is what was received (a frame can pin the whole read buffer it
+/// arrived in).
+async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result<Vec<u8>, Failure> {
+    let too_large = || Failure {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        reason: "too_large",
+        message: format!("request body is larger than {MAX_BODY_BYTES} bytes (3 MiB)"),
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    if declared.is_some_and(|length: usize| length > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut body = body;
+        let mut received = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Failure {
+                status: StatusCode::BAD_REQUEST,
+                reason: "bad_body",
+                message: format!("cannot read the request body: {e}"),
+            })?;
+            if let Some(data) = frame.data_ref() {
+                if received.len() + data.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                received.extend_from_slice(data);
+            }
+        }
+        Ok(received)
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(read) => read,
+        Err(_) => Err(Failure {
+            status: StatusCode::REQUEST_TIMEOUT,
+            reason: "timeout",
+            message: format!("request body not received within {} ms; closing the connection", timeout.as_millis()),
+        }),
+    }
 }
 
 /// A review that could not be answered with an AdmissionReview.
@@ -208,7 +260,7 @@ fn review(
     state: &AppState,
     target: Result<InjectTarget, admission::PathError>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Vec<u8>, Failure>,
 ) -> Response {
     let started = Instant::now();
     match answer(state, target, headers, body) {
@@ -281,21 +333,12 @@ fn answer(
     state: &AppState,
     target: Result<InjectTarget, admission::PathError>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Vec<u8>, Failure>,
 ) -> Result<Answered, Failure> {
     let target =
         target.map_err(|e| Failure { status: StatusCode::NOT_FOUND, reason: "bad_path", message: e.to_string() })?;
     check_content_type(headers)?;
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let reason = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_body" };
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("request body is larger than {MAX_BODY_BYTES} bytes (3 MiB)")
-        } else {
-            rejection.body_text()
-        };
-        Failure { status, reason, message }
-    })?;
+    let body = body?;
     let bad_request = |e: admission::AdmissionError| Failure {
         status: StatusCode::BAD_REQUEST,
         reason: "bad_request",

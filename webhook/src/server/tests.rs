@@ -1,6 +1,6 @@
 //! Router tests: every outcome and every bad input, through `oneshot` (no socket).
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use base64::Engine as _;
 use http::Request;
 use http_body_util::BodyExt as _;
@@ -182,6 +182,47 @@ async fn unknown_path_keys_are_404() {
     assert!(String::from_utf8_lossy(&text).contains("\"zone\""));
     let (status, _) = post(&state, "/mutate", "application/json", body).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+// Regression: bytes that do not percent-decode to text were a 400 "Invalid URL" from the path
+// extractor, not counted.
+#[tokio::test]
+async fn path_bytes_that_are_not_text_are_404_bad_path() {
+    let state = ready_state();
+    let body = serde_json::to_vec(&fixture("admissionreview-v1-pod-foo.json")).unwrap();
+    let (status, text) = post(&state, "/inject/cluster/%00/net/%ff", "application/json", body.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("\"%00\" decodes to a control character"), "{text}");
+    let (status, text) = post(&state, "/inject/cluster/c/net/%ff", "application/json", body.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&text).contains("\"%ff\" does not decode to UTF-8"));
+    assert_eq!(state.metrics.requests(Outcome::Error, "bad_path"), 2);
+    let response =
+        post_review(&state, "/inject/cluster/c%2D1/net/n1", &fixture("admissionreview-v1-pod-foo.json")).await;
+    assert_eq!(response["response"]["allowed"], true);
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408() {
+    let state =
+        Arc::new(AppState::new(Arc::new(CertStore::new())).with_body_timeout(std::time::Duration::from_millis(200)));
+    state.set_config(InjectConfig::default());
+    state.set_native_sidecars(true);
+    let (mut tx, body) = {
+        let (tx, rx) = futures::channel::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
+        (tx, Body::new(http_body_util::StreamBody::new(rx)))
+    };
+    futures::SinkExt::send(&mut tx, Ok(hyper::body::Frame::data(Bytes::from_static(b"{\"kind\"")))).await.unwrap();
+    let request = Request::post("/inject").header("content-type", "application/json").body(body).unwrap();
+    let started = std::time::Instant::now();
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&text).contains("not received within 200 ms"));
+    assert_eq!(state.metrics.requests(Outcome::Error, "timeout"), 1);
+    drop(tx);
 }
 
 #[tokio::test]
