@@ -15,7 +15,10 @@ use crate::config_dump::{ConfigDump, FilterChain, Index, Terminal};
 
 mod chain;
 mod http;
+mod inbound;
 mod listener;
+
+pub use inbound::{Peer, instance_ip};
 
 /// How `--to`'s host became a destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +149,21 @@ pub fn trace(
 ) -> Trace {
     let mut t = Tracer { index, req, steps: Vec::new(), shadowed: Vec::new() };
     let outcome = t.run(dump, capture, resolution);
+    Trace { request: req.clone(), steps: t.steps, outcome, shadowed_routes: t.shadowed }
+}
+
+/// Traces `req` as a request arriving at the pod from `peer` on `req.port`; `ip` is the pod's IP,
+/// when known.
+pub fn trace_inbound(
+    dump: &ConfigDump,
+    index: &Index<'_>,
+    capture: Option<&CaptureConfig>,
+    req: &Request,
+    peer: Peer,
+    ip: Option<IpAddr>,
+) -> Trace {
+    let mut t = Tracer { index, req, steps: Vec::new(), shadowed: Vec::new() };
+    let outcome = t.run_inbound(dump, capture, peer, ip);
     Trace { request: req.clone(), steps: t.steps, outcome, shadowed_routes: t.shadowed }
 }
 
@@ -303,6 +321,11 @@ impl<'a> Tracer<'a, '_> {
                     summary: "the cluster is unknown to Envoy: 503".into(),
                 };
             }
+            Some(c) if c.discovery_type.as_deref() == Some("ORIGINAL_DST") => self.steps.push(step(
+                "endpoints",
+                "original destination",
+                "an ORIGINAL_DST cluster: Envoy connects to the address the client dialled",
+            )),
             Some(c) => {
                 let healthy = c.endpoints.iter().filter(|e| e.health == "HEALTHY" || e.health == "UNKNOWN").count();
                 let list = c.endpoints.iter().map(|e| e.address.clone()).collect::<Vec<_>>().join(", ");
