@@ -102,12 +102,14 @@ pub struct Input<'a> {
     pub request: Option<&'a Request>,
     /// How the request's host was resolved (through the API server); offline resolution otherwise.
     pub resolution: Option<Resolution>,
+    /// Trace the request as arriving at the pod (`--inbound`) from this kind of client.
+    pub inbound: Option<trace::Peer>,
 }
 
 /// Explains a dump: the whole pod, or one request's path.
 pub fn explain(dump: &ConfigDump, input: Input<'_>) -> Report {
     let index = dump.index();
-    let Input { source, capture, request, resolution } = input;
+    let Input { source, capture, request, resolution, inbound } = input;
     let mut report = Report {
         source,
         node: dump.node.as_ref().map(|n| n.id.clone()),
@@ -119,6 +121,11 @@ pub fn explain(dump: &ConfigDump, input: Input<'_>) -> Report {
         objects: Vec::new(),
     };
     match request {
+        Some(req) if inbound.is_some() => {
+            let peer = inbound.unwrap_or_default();
+            let ip = req.ip.or_else(|| trace::instance_ip(dump));
+            report.trace = Some(trace::trace_inbound(dump, &index, capture.as_ref(), req, peer, ip));
+        }
         Some(req) => {
             let resolution = resolution.unwrap_or_else(|| trace::resolve_offline(dump, &index, req));
             report.trace = Some(trace::trace(dump, &index, capture.as_ref(), req, resolution));

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use kubectl_mesh::config_dump::ConfigDump;
+use kubectl_mesh::explain::trace::Peer;
 use kubectl_mesh::explain::{Format, Input, Request, explain, render_report};
 
 fn golden_dir() -> PathBuf {
@@ -137,4 +138,30 @@ fn bundled_example_matches_goldens() {
         },
     );
     check("trace-example-bar.json", &render_report(&traced, Format::Json, false).unwrap());
+}
+
+fn inbound(d: &ConfigDump, source: &str, spec: &str, peer: Peer) -> kubectl_mesh::explain::Report {
+    let req = Request::inbound(spec, &[], None, None).expect("a valid --inbound");
+    explain(d, Input { source: source.into(), request: Some(&req), inbound: Some(peer), ..Default::default() })
+}
+
+#[test]
+fn inbound_traces_match_goldens_and_reach_the_app_port() {
+    let d = dump("bookinfo-1.5-productpage-config-dump.json");
+    let r = inbound(&d, "file bookinfo-1.5-productpage-config-dump.json", "9080/productpage", Peer::Mtls);
+    let t = r.trace.as_ref().expect("a trace");
+    assert_eq!(t.outcome.cluster.as_deref(), Some("inbound|9080|http|productpage.default.svc.cluster.local"));
+    assert!(t.steps.iter().any(|s| s.stage == "application" && s.chosen == "port 9080"), "{:#?}", t.steps);
+    check("inbound-bookinfo-9080.txt", &render_report(&r, Format::Text, false).unwrap());
+
+    let path = mesh_tests::tools::repo_root().join("examples/explain/foo-config-dump.json");
+    let foo = ConfigDump::parse(&std::fs::read(&path).unwrap()).unwrap();
+    let r = inbound(&foo, "file examples/explain/foo-config-dump.json", "8080/", Peer::Plaintext);
+    assert_eq!(r.trace.as_ref().and_then(|t| t.outcome.cluster.as_deref()), Some("inbound|8080||"));
+    check("inbound-example-8080.txt", &render_report(&r, Format::Text, false).unwrap());
+    // A port virtualInbound has no chain for falls to the passthrough chain, not to the app's chains.
+    let r = inbound(&foo, "file examples/explain/foo-config-dump.json", "7070/", Peer::Plaintext);
+    let t = r.trace.as_ref().expect("a trace");
+    assert!(t.steps.iter().any(|s| s.stage == "filter_chain" && !s.chosen.contains("0.0.0.0_8080")), "{:#?}", t.steps);
+    check("inbound-example-7070.txt", &render_report(&r, Format::Text, false).unwrap());
 }

@@ -23,7 +23,8 @@ pub enum AdminVia {
 /// `kubectl mesh explain`: Envoy's routing decision, step by step, with the object behind each step.
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Examples:\n  kubectl mesh explain pod/foo -n foo-namespace\n  kubectl mesh explain pod/foo --to bar-service.bar-namespace:50002/ -H 'x-user: alice'\n  kubectl mesh explain --file config_dump.json --to reviews.default:9080/api"
+    after_help = "Examples:\n  kubectl mesh explain pod/foo -n foo-namespace\n  kubectl mesh explain pod/foo --to bar-service.bar-namespace:50002/ -H 'x-user: alice'\n  kubectl mesh explain pod/foo --inbound 8080/api --plaintext\n  kubectl mesh explain --file config_dump.json --to reviews.default:9080/api",
+    group(clap::ArgGroup::new("request").args(["to", "inbound"]))
 )]
 pub struct ExplainArgs {
     /// The pod, as `pod/NAME` or `NAME` (or use --file).
@@ -42,14 +43,23 @@ pub struct ExplainArgs {
     #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "HOST[:PORT][/PATH]")]
     pub to: Option<String>,
+    /// Trace a request arriving at the pod on PORT (the port the client dials), path PATH.
+    #[arg(long, value_name = "PORT[/PATH]", conflicts_with = "to")]
+    pub inbound: Option<String>,
+    /// With --inbound: the client is a sidecar speaking Istio mutual TLS (the default).
+    #[arg(long, requires = "inbound", conflicts_with = "plaintext")]
+    pub from_mtls: bool,
+    /// With --inbound: the client has no sidecar and sends plaintext HTTP.
+    #[arg(long, requires = "inbound")]
+    pub plaintext: bool,
     /// A request header, 'name: value' (repeatable; `host:` sets the authority).
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", requires = "to")]
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", requires = "request")]
     pub headers: Vec<String>,
     /// The request method.
-    #[arg(long, requires = "to")]
+    #[arg(long, requires = "request")]
     pub method: Option<String>,
     /// Trace a TLS connection with this SNI (the application originates TLS).
-    #[arg(long, requires = "to")]
+    #[arg(long, requires = "request")]
     pub sni: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
@@ -68,14 +78,25 @@ pub struct ExplainArgs {
     pub timeout: u64,
 }
 
+impl ExplainArgs {
+    /// With `--inbound`: the kind of client (mutual TLS unless `--plaintext`).
+    pub fn inbound_peer(&self) -> Option<super::trace::Peer> {
+        self.inbound
+            .as_ref()
+            .map(|_| if self.plaintext { super::trace::Peer::Plaintext } else { super::trace::Peer::Mtls })
+    }
+}
+
 /// Runs `explain`, writing to `out`. Exit code 0: explained, nothing wrong; 2: the request would
 /// fail (no listener, no route, unknown cluster, no endpoints...) or Envoy reports rejected or warming
 /// resources or referenced objects are gone.
 pub fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
-    let request = match &args.to {
-        Some(to) => Some(Request::parse(to, &args.headers, args.method.as_deref(), args.sni.as_deref())?),
-        None => None,
+    let request = match (&args.to, &args.inbound) {
+        (Some(to), _) => Some(Request::parse(to, &args.headers, args.method.as_deref(), args.sni.as_deref())?),
+        (None, Some(spec)) => Some(Request::inbound(spec, &args.headers, args.method.as_deref(), args.sni.as_deref())?),
+        (None, None) => None,
     };
+    let inbound = args.inbound_peer();
     let report = match &args.file {
         Some(path) => {
             let file = std::fs::File::open(path).with_context(|| format!("reading config dump {}", path.display()))?;
@@ -95,7 +116,7 @@ pub fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8
                 None => None,
             };
             let source = format!("file {}", path.display());
-            explain(&dump, Input { source, capture, request: request.as_ref(), resolution: None })
+            explain(&dump, Input { source, capture, request: request.as_ref(), resolution: None, inbound })
         }
         None => pod::explain_pod(&args, request.as_ref())?,
     };
@@ -115,9 +136,11 @@ pub fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8
 
 fn problem(report: &super::Report) -> bool {
     let failed = report.trace.as_ref().is_some_and(|t| {
-        t.outcome.cluster.is_none() && t.outcome.kind != "weighted_clusters"
+        t.outcome.cluster.is_none() && t.outcome.kind != "weighted_clusters" && t.outcome.kind != "direct_to_app"
             || t.outcome.status.is_some_and(|s| s >= 400)
-            || t.outcome.clusters.iter().any(|c| c.endpoints_known && c.endpoints.is_empty())
+            || t.outcome.clusters.iter().any(|c| {
+                c.endpoints_known && c.endpoints.is_empty() && c.discovery_type.as_deref() != Some("ORIGINAL_DST")
+            })
     });
     failed || !report.problems.is_empty() || report.objects.iter().any(|o| o.status == "missing")
 }

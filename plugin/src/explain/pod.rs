@@ -81,10 +81,15 @@ async fn explain_pod_async(args: &ExplainArgs, request: Option<&Request>) -> any
     drop(body);
 
     let resolution = match request {
-        Some(req) if req.ip.is_none() => Some(resolve_through_api(&client, &dump, req, &namespace, timeout).await),
+        Some(req) if req.ip.is_none() && args.inbound.is_none() => {
+            Some(resolve_through_api(&client, &dump, req, &namespace, timeout).await)
+        }
         _ => None,
     };
-    let mut report = explain(&dump, Input { source: format!("pod {namespace}/{name}"), capture, request, resolution });
+    let mut report = explain(
+        &dump,
+        Input { source: format!("pod {namespace}/{name}"), capture, request, resolution, inbound: args.inbound_peer() },
+    );
     let mut objects = Vec::with_capacity(report.objects.len());
     for o in &report.objects {
         objects.push(object_status(&client, &o.object, timeout).await);

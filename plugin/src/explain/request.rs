@@ -21,6 +21,14 @@ pub enum RequestError {
         /// The value as given.
         value: String,
     },
+    /// `--inbound` does not parse.
+    #[error("invalid --inbound {value:?}: {reason} (expected PORT[/PATH], e.g. 8080/api)")]
+    Inbound {
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// `--method` is not a token.
     #[error("invalid --method {value:?}: expected an HTTP method such as GET")]
     Method {
@@ -51,6 +59,27 @@ pub struct Request {
 }
 
 impl Request {
+    /// Builds an inbound request (`--inbound PORT[/PATH]`): the authority is `localhost:PORT`
+    /// unless `-H host:` sets it.
+    pub fn inbound(
+        spec: &str,
+        headers: &[String],
+        method: Option<&str>,
+        sni: Option<&str>,
+    ) -> Result<Request, RequestError> {
+        let port_text = spec.split('/').next().unwrap_or_default();
+        match port_text.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => {
+                return Err(RequestError::Inbound {
+                    value: spec.to_string(),
+                    reason: format!("{port_text:?} is not a port"),
+                });
+            }
+        }
+        Request::parse(&format!("localhost:{spec}"), headers, method, sni)
+    }
+
     /// Builds the request from the flags.
     pub fn parse(
         to: &str,

@@ -1,0 +1,268 @@
+//! The inbound direction: a request arriving at the pod on a port. Capture (`-b`/`-d`, the tunnel
+//! port), virtualInbound's filter chain for the destination port, transport and ALPN (which is how
+//! STRICT / PERMISSIVE / DISABLE decide whether plaintext is accepted), the HTTP filters, then the
+//! `inbound|port||` cluster and the application port it delivers to.
+
+use std::net::IpAddr;
+
+use mesh_core::CaptureConfig;
+
+use super::super::report::Outcome;
+use super::chain::Connection;
+use super::{Tracer, outcome, step};
+use crate::config_dump::listener::FilterConfig;
+use crate::config_dump::{ConfigDump, Listener, Terminal};
+
+/// How the client reaches the pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    /// A sidecar client: Istio mutual TLS, ALPN `istio-http/1.1` / `istio`.
+    #[default]
+    Mtls,
+    /// A client without a sidecar: plaintext HTTP/1.1.
+    Plaintext,
+}
+
+/// ALPN values an Istio client sidecar offers on mutual TLS (HTTP first, then the generic `istio`).
+const MTLS_ALPN: &[&str] = &["istio-http/1.1", "istio", "istio-peer-exchange"];
+
+impl Connection {
+    /// The connection of an inbound request: `Peer::Mtls` is TLS with Istio's ALPN, plaintext is
+    /// HTTP/1.1 as the HTTP inspector detects it.
+    pub fn inbound(listener: &Listener, port: u16, ip: Option<IpAddr>, peer: Peer, sni: Option<&str>) -> Self {
+        match peer {
+            Peer::Mtls => Connection {
+                port: u32::from(port),
+                ip,
+                transport: "tls",
+                sni: if listener.has_listener_filter("tls_inspector") {
+                    sni.unwrap_or_default().to_string()
+                } else {
+                    String::new()
+                },
+                alpn: MTLS_ALPN.iter().map(|s| s.to_string()).collect(),
+            },
+            Peer::Plaintext => Connection {
+                port: u32::from(port),
+                ip,
+                transport: "raw_buffer",
+                sni: String::new(),
+                alpn: if listener.has_listener_filter("http_inspector") {
+                    vec!["http/1.1".to_string()]
+                } else {
+                    Vec::new()
+                },
+            },
+        }
+    }
+}
+
+/// The pod's own IP, from the node metadata Istio sets (`INSTANCE_IPS`).
+pub fn instance_ip(dump: &ConfigDump) -> Option<IpAddr> {
+    let node = dump.node.as_ref()?;
+    let from_metadata = node.metadata.get("INSTANCE_IPS").and_then(|v| v.as_str()).unwrap_or_default();
+    // The node id is `TYPE~IP~POD.NAMESPACE~DOMAIN`.
+    from_metadata.split(',').chain(node.id.split('~').nth(1)).find_map(|s| s.trim().parse().ok())
+}
+
+/// The listener that receives captured inbound connections: bound to the inbound capture port
+/// (15006, `virtualInbound`).
+fn virtual_inbound(dump: &ConfigDump, capture_port: u16) -> Option<&Listener> {
+    super::listener::serving(dump)
+        .find(|l| l.socket_address().is_some_and(|(_, p)| p == u32::from(capture_port)))
+        .or_else(|| super::listener::serving(dump).find(|l| l.name == "virtualInbound"))
+}
+
+impl<'a> Tracer<'a, '_> {
+    /// Traces an inbound request from `peer` to the request's port.
+    pub(super) fn run_inbound(
+        &mut self,
+        dump: &'a ConfigDump,
+        capture: Option<&CaptureConfig>,
+        peer: Peer,
+        ip: Option<IpAddr>,
+    ) -> Outcome {
+        let req = self.req;
+        let capture_port =
+            capture.map(|c| c.effective_inbound_capture_port()).unwrap_or(mesh_core::ports::INBOUND_CAPTURE);
+        if let Err(o) = self.inbound_capture(capture, peer) {
+            return o;
+        }
+        let Some(listener) = virtual_inbound(dump, capture_port) else {
+            self.steps.push(step("listener", "none", format!("no listener is bound to {capture_port}")));
+            return outcome(
+                "no_listener",
+                None,
+                format!("nothing listens on {capture_port}; the captured connection is refused"),
+            );
+        };
+        self.steps.push(step(
+            "listener",
+            listener.name.clone(),
+            format!(
+                "iptables redirected the connection to {capture_port}; its original destination port is {}",
+                req.port
+            ),
+        ));
+        let conn = Connection::inbound(listener, req.port, ip, peer, req.sni.as_deref());
+        let Some(chain) = self.select_chain(listener, &conn) else {
+            let why = match peer {
+                Peer::Plaintext => "plaintext is not accepted on this port (mTLS STRICT?)",
+                Peer::Mtls => "mutual TLS is not accepted on this port",
+            };
+            return outcome(
+                "no_filter_chain",
+                None,
+                format!("no filter chain of {} matches: {why}; Envoy closes the connection", listener.name),
+            );
+        };
+        if chain.name.ends_with("blackhole") {
+            return outcome("blackhole", None, format!("chain {} drops the connection", chain.name));
+        }
+        match chain.terminal() {
+            Some(Terminal::Http(hcm)) => {
+                self.http_filters(hcm);
+                let o = self.http(hcm);
+                self.delivered(o, req.port)
+            }
+            Some(Terminal::Tcp(tcp)) => {
+                let clusters = super::tcp_clusters(self.index, tcp.cluster.as_deref(), tcp.weighted_clusters.as_ref());
+                let o = self.finish_clusters(clusters, None, "tcp proxy");
+                self.delivered(o, req.port)
+            }
+            None => outcome(
+                "other",
+                None,
+                format!(
+                    "the chain ends in {} (neither HTTP nor TCP proxy)",
+                    chain.filters.last().map(|f| f.name.as_str()).unwrap_or("no filter")
+                ),
+            ),
+        }
+    }
+
+    /// The inbound capture step: is the port redirected to the sidecar?
+    fn inbound_capture(&mut self, capture: Option<&CaptureConfig>, peer: Peer) -> Result<(), Outcome> {
+        let port = self.req.port;
+        let Some(cfg) = capture else {
+            self.steps.push(step(
+                "capture",
+                "assumed captured",
+                "no pod given; Istio's default captures all inbound TCP to 15006",
+            ));
+            return Ok(());
+        };
+        if cfg.captures_inbound(port) {
+            let to = cfg.effective_inbound_capture_port();
+            self.steps.push(step(
+                "capture",
+                format!("captured → {to}"),
+                format!("port {port} is captured inbound (-b/-d)"),
+            ));
+            return Ok(());
+        }
+        let why = if port == cfg.effective_inbound_tunnel_port() {
+            format!("{port} is the tunnel port, never captured")
+        } else {
+            format!("port {port} is not captured inbound (-b/-d)")
+        };
+        self.steps.push(step("capture", "not captured", why.clone()));
+        Err(match peer {
+            Peer::Plaintext => outcome(
+                "direct_to_app",
+                None,
+                format!("the connection reaches the application directly, bypassing the sidecar: {why}"),
+            ),
+            Peer::Mtls => outcome(
+                "not_captured",
+                None,
+                format!("the application receives the client sidecar's TLS, which it cannot read: {why}"),
+            ),
+        })
+    }
+
+    /// Names the HTTP filters of the chain, in order.
+    fn http_filters(&mut self, hcm: &FilterConfig) {
+        let names: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
+        let rbac = names.iter().filter(|n| n.contains("rbac")).count();
+        let why = if rbac > 0 {
+            format!("{rbac} RBAC filter(s): AuthorizationPolicies apply to this port")
+        } else {
+            "no RBAC filter: no AuthorizationPolicy applies to this port".to_string()
+        };
+        self.steps.push(step("http_filters", names.join(" → "), why));
+    }
+
+    /// Adds the application port to a forwarded outcome.
+    fn delivered(&mut self, mut o: Outcome, port: u16) -> Outcome {
+        if let Some(c) = &o.cluster
+            && c.starts_with("inbound|")
+        {
+            let app = c.split('|').nth(1).and_then(|p| p.parse::<u16>().ok()).unwrap_or(port);
+            self.steps.push(step("application", format!("port {app}"), format!("{c} delivers to the application")));
+            o.summary = format!("{}; the application receives it on port {app}", o.summary);
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::super::{Input, Request, explain};
+    use super::Peer;
+    use crate::config_dump::ConfigDump;
+
+    fn chain(name: &str, port: u32, transport: &str, alpn: &[&str]) -> serde_json::Value {
+        json!({
+            "name": name,
+            "filter_chain_match": {"destination_port": port, "transport_protocol": transport, "application_protocols": alpn},
+            "filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "cluster": format!("inbound|{port}||")}}]
+        })
+    }
+
+    /// virtualInbound with port 8080 STRICT (TLS only) and port 9090 PERMISSIVE (TLS and plaintext).
+    fn dump() -> ConfigDump {
+        let listener = json!({
+            "name": "virtualInbound",
+            "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15006}},
+            "listener_filters": [{"name": "envoy.filters.listener.tls_inspector"}, {"name": "envoy.filters.listener.http_inspector"}],
+            "filter_chains": [
+                chain("0.0.0.0_8080", 8080, "tls", &["istio", "istio-peer-exchange"]),
+                chain("0.0.0.0_9090", 9090, "tls", &["istio", "istio-peer-exchange"]),
+                chain("0.0.0.0_9090", 9090, "raw_buffer", &[]),
+            ]
+        });
+        let d = json!({"configs": [{
+            "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+            "dynamic_listeners": [{"name": "virtualInbound", "active_state": {"listener": listener}}]
+        }]});
+        ConfigDump::parse(d.to_string().as_bytes()).expect("a valid dump")
+    }
+
+    fn kind(port: &str, peer: Peer) -> (String, Option<String>) {
+        let d = dump();
+        let req = Request::inbound(port, &[], None, None).expect("a valid --inbound");
+        let r = explain(&d, Input { request: Some(&req), inbound: Some(peer), ..Default::default() });
+        let t = r.trace.expect("a trace");
+        (t.outcome.kind, t.outcome.cluster)
+    }
+
+    #[test]
+    fn strict_port_refuses_plaintext_and_permissive_accepts_it() {
+        assert_eq!(kind("8080", Peer::Plaintext).0, "no_filter_chain");
+        assert_eq!(kind("8080", Peer::Mtls).1.as_deref(), Some("inbound|8080||"));
+        assert_eq!(kind("9090", Peer::Plaintext).1.as_deref(), Some("inbound|9090||"));
+        assert_eq!(kind("9090", Peer::Mtls).1.as_deref(), Some("inbound|9090||"));
+    }
+
+    #[test]
+    fn bad_inbound_port_names_the_flag() {
+        let e = Request::inbound("http/x", &[], None, None).expect_err("not a port");
+        assert!(e.to_string().contains("--inbound \"http/x\""), "{e}");
+    }
+}
