@@ -29,6 +29,8 @@ pub enum Command {
     Explain(Box<crate::explain::command::ExplainArgs>),
     /// Inject the sidecar into manifests offline, like `istioctl kube-inject`.
     Inject(crate::inject::InjectArgs),
+    /// Why a pod is (or is not) injected, and by which webhook.
+    CheckInject(Box<crate::check_inject::CheckInjectArgs>),
 }
 
 /// Runs a parsed command line, writing its output to `out`; returns the exit code.
@@ -41,5 +43,6 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
         Command::ProxyStatus(args) => crate::proxy_status::run(*args, out),
         Command::Explain(args) => crate::explain::command::run(*args, out),
         Command::Inject(args) => crate::inject::run(args, out),
+        Command::CheckInject(args) => crate::check_inject::run(*args, out),
     }
 }

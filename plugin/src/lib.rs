@@ -3,6 +3,7 @@
 //! Commands fetch what they need (API server, istiod, Envoy), then call pure functions that build a
 //! model and render it to a `String`; nothing below `run` prints.
 
+pub mod check_inject;
 pub mod cli;
 pub mod config_dump;
 pub mod explain;

@@ -754,35 +754,16 @@ fn matches_request(w: &MutatingWebhook, op: &str, group: &str, version: &str, re
     })
 }
 
-/// Evaluates a label selector the way the API server does: a missing selector matches everything,
-/// matchLabels and matchExpressions are ANDed, NotIn and DoesNotExist match an absent label, and a
-/// malformed requirement (In/NotIn without values, Exists/DoesNotExist with values) is an error.
+/// Evaluates a label selector the way the API server does, with mesh-core's evaluator (the one
+/// `kubectl mesh check-inject` uses): a missing selector matches everything, matchLabels and
+/// matchExpressions are ANDed, NotIn and DoesNotExist match an absent label, and a malformed
+/// requirement (In/NotIn without values, Exists/DoesNotExist with values) is an error.
 fn selects(sel: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> Result<bool> {
-    let Some(sel) = sel else { return Ok(true) };
-    for (k, v) in sel.match_labels.iter().flatten() {
-        if labels.get(k) != Some(v) {
-            return Ok(false);
-        }
-    }
-    for req in sel.match_expressions.iter().flatten() {
-        let values = req.values.clone().unwrap_or_default();
-        let value = labels.get(&req.key);
-        let ok = match req.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => bail!("{} {}: values must be non-empty", req.key, req.operator),
-            "Exists" | "DoesNotExist" if !values.is_empty() => {
-                bail!("{} {}: values must be empty", req.key, req.operator)
-            }
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => !value.is_some_and(|v| values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            other => bail!("{}: unknown operator {other:?}", req.key),
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let core = match sel {
+        Some(sel) => Some(serde_json::from_value::<mesh_core::selector::LabelSelector>(serde_json::to_value(sel)?)?),
+        None => None,
+    };
+    Ok(mesh_core::selector::LabelSelector::evaluate(core.as_ref(), labels)?)
 }
 
 /// The names of the webhooks of `mwc` that the API server calls for a pod CREATE in a namespace.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::InterceptionMode;
+pub use crate::selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
 
 /// The proxy image by default: Istio's proxyv2.
 pub const DEFAULT_PROXY_IMAGE: &str = "docker.io/istio/proxyv2:1.28.0";
@@ -174,56 +175,6 @@ impl std::str::FromStr for NativeSidecars {
     }
 }
 
-/// A Kubernetes label selector (`matchLabels` and `matchExpressions`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct LabelSelector {
-    /// Labels that must be present with these values.
-    pub match_labels: BTreeMap<String, String>,
-    /// Expressions that must all hold.
-    pub match_expressions: Vec<LabelSelectorRequirement>,
-}
-
-/// One `matchExpressions` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LabelSelectorRequirement {
-    /// The label key.
-    pub key: String,
-    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
-    pub operator: SelectorOperator,
-    /// The values for `In` and `NotIn`.
-    #[serde(default)]
-    pub values: Vec<String>,
-}
-
-/// A `matchExpressions` operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SelectorOperator {
-    /// The label's value is one of the values.
-    In,
-    /// The label is absent or its value is none of the values.
-    NotIn,
-    /// The label is present.
-    Exists,
-    /// The label is absent.
-    DoesNotExist,
-}
-
-impl LabelSelector {
-    /// Whether `labels` satisfy the selector. An empty selector matches everything.
-    pub fn matches(&self, labels: &serde_json::Map<String, serde_json::Value>) -> bool {
-        let get = |k: &str| labels.get(k).and_then(serde_json::Value::as_str);
-        self.match_labels.iter().all(|(k, v)| get(k) == Some(v.as_str()))
-            && self.match_expressions.iter().all(|e| match e.operator {
-                SelectorOperator::In => get(&e.key).is_some_and(|v| e.values.iter().any(|x| x == v)),
-                SelectorOperator::NotIn => get(&e.key).is_none_or(|v| !e.values.iter().any(|x| x == v)),
-                SelectorOperator::Exists => get(&e.key).is_some(),
-                SelectorOperator::DoesNotExist => get(&e.key).is_none(),
-            })
-    }
-}
-
 /// Settings of the `istio-proxy` container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -365,7 +316,7 @@ impl InjectConfig {
         Ok(cfg)
     }
 
-    /// Checks the values that have a syntax: CIDR and port lists and resource quantities.
+    /// Checks the values that have a syntax: CIDR and port lists, resource quantities and selectors.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, value: &str, reason: String| ConfigError::Invalid {
             key: key.into(),
@@ -383,6 +334,14 @@ impl InjectConfig {
             ("excludeOutboundPorts", &self.exclude_outbound_ports),
         ] {
             value.parse::<crate::capture::PortList>().map_err(|r| bad(key, value, r))?;
+        }
+        for (key, list) in [
+            ("neverInjectSelector", &self.never_inject_selector),
+            ("alwaysInjectSelector", &self.always_inject_selector),
+        ] {
+            for (i, sel) in list.iter().enumerate() {
+                sel.validate().map_err(|e| bad(&format!("{key}[{i}]"), &format!("{sel:?}"), e.to_string()))?;
+            }
         }
         Ok(())
     }
@@ -449,17 +408,5 @@ mod tests {
         assert!(err.contains("excludeIPRanges") && err.contains("10.0.0.0/99"), "{err}");
         let err = InjectConfig::from_yaml("interceptionMode: SIDEWAYS\n").unwrap_err().to_string();
         assert!(err.contains("SIDEWAYS"), "{err}");
-    }
-
-    #[test]
-    fn selectors_match_labels_and_expressions() {
-        let sel: LabelSelector = serde_saphyr::from_str(
-            "matchLabels: {app: a}\nmatchExpressions:\n- {key: tier, operator: In, values: [web]}\n- {key: x, operator: DoesNotExist}\n",
-        )
-        .unwrap();
-        let labels = |v: serde_json::Value| v.as_object().cloned().unwrap();
-        assert!(sel.matches(&labels(serde_json::json!({"app": "a", "tier": "web"}))));
-        assert!(!sel.matches(&labels(serde_json::json!({"app": "a", "tier": "db"}))));
-        assert!(!sel.matches(&labels(serde_json::json!({"app": "a", "tier": "web", "x": ""}))));
     }
 }

@@ -27,7 +27,8 @@ pub fn skip_reason(pod: &Value, namespace: &str, cfg: &InjectConfig) -> Option<S
         _ => None,
     };
     let explicit = explicit.or_else(|| {
-        let matches = |s: &super::LabelSelector| !s.match_labels.is_empty() || !s.match_expressions.is_empty();
+        // An empty selector in these lists selects nothing (Istio skips them).
+        let matches = |s: &super::LabelSelector| !s.is_empty();
         if cfg.never_inject_selector.iter().any(|s| matches(s) && s.matches(labels)) {
             return Some((false, Some(SkipReason::NeverInjectSelector)));
         }

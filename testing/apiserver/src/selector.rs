@@ -6,24 +6,9 @@ use serde_json::Value;
 
 use super::status::ApiError;
 
-/// One requirement of a label selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Requirement {
-    /// `key=value`, `key==value`, `key in (a,b)`.
-    In(String, Vec<String>),
-    /// `key!=value`, `key notin (a,b)`.
-    NotIn(String, Vec<String>),
-    /// `key`.
-    Exists(String),
-    /// `!key`.
-    NotExists(String),
-}
-
-/// A parsed label selector (`app=foo,version in (v1,v2),!canary`).
+/// A parsed label selector (`app=foo,version in (v1,v2),!canary`): mesh-core's, the one evaluator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LabelSelector {
-    requirements: Vec<Requirement>,
-}
+pub struct LabelSelector(mesh_core::selector::LabelSelector);
 
 /// Splits on commas that are not inside parentheses.
 fn split_top_level(text: &str) -> Vec<&str> {
@@ -44,65 +29,17 @@ fn split_top_level(text: &str) -> Vec<&str> {
     parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
 }
 
-fn values_list(text: &str, selector: &str) -> Result<Vec<String>, ApiError> {
-    let inner = text.trim().strip_prefix('(').and_then(|t| t.strip_suffix(')')).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "unable to parse requirement: found '{text}', expected: '('  in label selector {selector:?}"
-        ))
-    })?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
-}
-
 impl LabelSelector {
     /// Parses `labelSelector`; a bad selector is a 400 naming it.
     pub fn parse(text: &str) -> Result<Self, ApiError> {
-        let mut requirements = Vec::new();
-        for part in split_top_level(text) {
-            let req = if let Some(key) = part.strip_prefix('!') {
-                Requirement::NotExists(key.trim().to_string())
-            } else if let Some((k, v)) = part.split_once("!=") {
-                Requirement::NotIn(k.trim().to_string(), vec![v.trim().to_string()])
-            } else if let Some((k, v)) = part.split_once("==") {
-                Requirement::In(k.trim().to_string(), vec![v.trim().to_string()])
-            } else if let Some((k, v)) = part.split_once('=') {
-                Requirement::In(k.trim().to_string(), vec![v.trim().to_string()])
-            } else if let Some((k, v)) = part.split_once(" notin ") {
-                Requirement::NotIn(k.trim().to_string(), values_list(v, text)?)
-            } else if let Some((k, v)) = part.split_once(" in ") {
-                Requirement::In(k.trim().to_string(), values_list(v, text)?)
-            } else if part.contains(char::is_whitespace) || part.contains(['(', ')', '<', '>']) {
-                return Err(ApiError::bad_request(format!(
-                    "unable to parse requirement: invalid label selector {text:?}"
-                )));
-            } else {
-                Requirement::Exists(part.to_string())
-            };
-            let key = match &req {
-                Requirement::In(k, _)
-                | Requirement::NotIn(k, _)
-                | Requirement::Exists(k)
-                | Requirement::NotExists(k) => k,
-            };
-            if key.is_empty() {
-                return Err(ApiError::bad_request(format!(
-                    "unable to parse requirement: empty key in label selector {text:?}"
-                )));
-            }
-            requirements.push(req);
-        }
-        Ok(LabelSelector { requirements })
+        mesh_core::selector::LabelSelector::parse(text)
+            .map(LabelSelector)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
     }
 
     /// Whether an object's `metadata.labels` satisfy every requirement.
     pub fn matches(&self, obj: &Value) -> bool {
-        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
-        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-        self.requirements.iter().all(|r| match r {
-            Requirement::In(k, vs) => get(k).is_some_and(|v| vs.iter().any(|x| x == v)),
-            Requirement::NotIn(k, vs) => get(k).is_none_or(|v| !vs.iter().any(|x| x == v)),
-            Requirement::Exists(k) => get(k).is_some(),
-            Requirement::NotExists(k) => get(k).is_none(),
-        })
+        self.0.matches(mesh_core::selector::labels_of(obj))
     }
 }
 
