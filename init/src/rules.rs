@@ -84,6 +84,20 @@ pub enum Chain {
 }
 
 impl Chain {
+    /// Every chain, built-in ones first.
+    pub const ALL: [Chain; 10] = [
+        Chain::Prerouting,
+        Chain::Output,
+        Chain::Drop,
+        Chain::Divert,
+        Chain::Tproxy,
+        Chain::Inbound,
+        Chain::Redirect,
+        Chain::InRedirect,
+        Chain::IstioOutput,
+        Chain::OutputDns,
+    ];
+
     /// The iptables chain name.
     pub fn iptables_name(self) -> &'static str {
         match self {
@@ -268,6 +282,13 @@ struct Ranges {
     v6: Vec<Cidr>,
 }
 
+impl Ranges {
+    /// Whether a range's address is a loopback one (127.0.0.0/8, ::1), Istio's `HasLoopBackIP`.
+    fn has_loopback(&self) -> bool {
+        self.v4.iter().chain(&self.v6).any(|c| c.addr.is_loopback())
+    }
+}
+
 fn split_ranges(list: Option<&CidrList>) -> Ranges {
     match list {
         Some(CidrList::All) => Ranges { wildcard: true, v4: vec![], v6: vec![] },
@@ -364,9 +385,10 @@ pub fn build(cfg: &CaptureConfig, facts: &Facts) -> Result<RuleSet, RulesError> 
     let lo6 = "::1/128";
     let pass4 = format!("{}/32", ports::INBOUND_PASSTHROUGH_V4);
     let pass6 = format!("{}/128", ports::INBOUND_PASSTHROUGH_V6);
-    let dns_port = ports::DNS_PROXY;
     let kube_virt = cfg.kube_virt_interfaces.clone().unwrap_or_default();
     let excluded_ifaces = cfg.exclude_interfaces.clone().unwrap_or_default();
+
+    let include_loopback = include.has_loopback();
 
     let mut b = Builder { rules: Vec::new() };
     use Chain::*;
@@ -442,8 +464,11 @@ pub fn build(cfg: &CaptureConfig, facts: &Facts) -> Result<RuleSet, RulesError> 
                     ),
                 )
             });
-            // Other users' traffic on lo is not captured (except DNS when DNS capture is on).
-            if redirect_dns {
+            // Other users' traffic on lo is not captured (except DNS when DNS capture is on),
+            // unless an include range holds a loopback address: then that traffic is captured.
+            if include_loopback {
+                // Nothing: loopback traffic to the included range goes on to the capture rules.
+            } else if redirect_dns {
                 b.append(
                     Nat,
                     IstioOutput,
@@ -488,38 +513,7 @@ pub fn build(cfg: &CaptureConfig, facts: &Facts) -> Result<RuleSet, RulesError> 
         }
     }
     if redirect_dns {
-        b.append(Nat, IstioOutput, "-j ISTIO_OUTPUT_DNS", "counter jump istio-output-dns");
-        if cfg.capture_all_dns {
-            b.append(
-                Nat,
-                OutputDns,
-                &format!("-p tcp --dport 53 -j REDIRECT --to-ports {dns_port}"),
-                &format!("tcp dport 53 counter redirect to :{dns_port}"),
-            );
-            b.append(
-                Nat,
-                OutputDns,
-                &format!("-p udp --dport 53 -j REDIRECT --to-port {dns_port}"),
-                &format!("udp dport 53 counter redirect to :{dns_port}"),
-            );
-        } else {
-            for (family, servers, len, ip) in
-                [(Family::V4, &facts.dns_servers_v4, 32, "ip"), (Family::V6, &facts.dns_servers_v6, 128, "ip6")]
-            {
-                for s in servers {
-                    for proto in ["tcp", "udp"] {
-                        let to = if proto == "tcp" { "--to-ports" } else { "--to-port" };
-                        b.append_v(
-                            family,
-                            Nat,
-                            OutputDns,
-                            &format!("-p {proto} --dport 53 -d {s}/{len} -j REDIRECT {to} {dns_port}"),
-                            &format!("{ip} daddr {s}/{len} {proto} dport 53 counter redirect to :{dns_port}"),
-                        );
-                    }
-                }
-            }
-        }
+        dns_redirect(&mut b, cfg, facts);
     }
     // Envoy-aware apps and container-to-container traffic use localhost: never captured.
     b.versioned(&lo4, lo6, Nat, IstioOutput, |lo, ip| {
@@ -692,6 +686,54 @@ fn outbound_include(b: &mut Builder, include: &Ranges, family: Family, kube_virt
                 &format!("-d {c} -j ISTIO_REDIRECT"),
                 &format!("{ip} daddr {c} counter jump istio-redirect"),
             );
+        }
+    }
+}
+
+/// Sends the app's DNS queries to the agent (Istio's `SetupDNSRedir`): the jump from
+/// `ISTIO_OUTPUT` only for a family with servers (or with capture-all), then TCP rules for every
+/// IPv4 and every IPv6 server, then UDP rules likewise.
+fn dns_redirect(b: &mut Builder, cfg: &CaptureConfig, facts: &Facts) {
+    use Chain::*;
+    use Table::*;
+    let dns_port = ports::DNS_PROXY;
+    let (v4, v6) = (!facts.dns_servers_v4.is_empty(), !facts.dns_servers_v6.is_empty());
+    let jump = ("-j ISTIO_OUTPUT_DNS", "counter jump istio-output-dns");
+    if cfg.capture_all_dns || (v4 && v6) {
+        b.append(Nat, IstioOutput, jump.0, jump.1);
+    } else if v4 {
+        b.append_v(Family::V4, Nat, IstioOutput, jump.0, jump.1);
+    } else if v6 {
+        b.append_v(Family::V6, Nat, IstioOutput, jump.0, jump.1);
+    }
+    if cfg.capture_all_dns {
+        b.append(
+            Nat,
+            OutputDns,
+            &format!("-p tcp --dport 53 -j REDIRECT --to-ports {dns_port}"),
+            &format!("tcp dport 53 counter redirect to :{dns_port}"),
+        );
+        b.append(
+            Nat,
+            OutputDns,
+            &format!("-p udp --dport 53 -j REDIRECT --to-port {dns_port}"),
+            &format!("udp dport 53 counter redirect to :{dns_port}"),
+        );
+        return;
+    }
+    for (proto, to) in [("tcp", "--to-ports"), ("udp", "--to-port")] {
+        for (family, servers, len, ip) in
+            [(Family::V4, &facts.dns_servers_v4, 32, "ip"), (Family::V6, &facts.dns_servers_v6, 128, "ip6")]
+        {
+            for s in servers {
+                b.append_v(
+                    family,
+                    Nat,
+                    OutputDns,
+                    &format!("-p {proto} --dport 53 -d {s}/{len} -j REDIRECT {to} {dns_port}"),
+                    &format!("{ip} daddr {s}/{len} {proto} dport 53 counter redirect to :{dns_port}"),
+                );
+            }
         }
     }
 }
