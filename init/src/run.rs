@@ -125,9 +125,10 @@ pub fn execute(cfg: &CaptureConfig, runner: &dyn Runner, out: &mut dyn Write) ->
             uid: cfg.effective_proxy_uids().first().copied().unwrap_or(mesh_core::ports::PROXY_UID),
             gid: cfg.effective_proxy_gids().first().copied().unwrap_or(mesh_core::ports::PROXY_GID),
             timeout: cfg.effective_probe_timeout(),
+            ipv6: set.ipv6,
         };
         match validation::validate(probe) {
-            Ok(port) => tracing::info!(port, "validation passed: traffic is captured"),
+            Ok(ports) => tracing::info!(?ports, ipv6 = set.ipv6, "validation passed: traffic is captured"),
             Err(e) => {
                 return Err(Failure { code: EX_VALIDATION, error: anyhow::Error::new(e).context("validation failed") });
             }
