@@ -250,6 +250,78 @@ const SPECS: &[Spec] = &[
     spec(Key::LoopbackCidr, None, "", &["ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR"], false),
 ];
 
+/// The default and meaning of a setting, as `mesh-init --help` and docs/init.md show them.
+fn describe(key: Key) -> (&'static str, &'static str) {
+    match key {
+        Key::ProxyPort => ("15001", "outbound capture port"),
+        Key::InboundCapturePort => ("15006", "inbound capture port"),
+        Key::InboundTunnelPort => ("15008", "tunnel port, never captured"),
+        Key::ProxyUid => ("1337", "UIDs whose traffic is not captured (comma list)"),
+        Key::ProxyGid => ("the UIDs", "GIDs whose traffic is not captured"),
+        Key::InterceptionMode => ("REDIRECT", "REDIRECT or TPROXY"),
+        Key::TproxyMark => ("1337", "TPROXY packet mark"),
+        Key::TproxyRouteTable => ("133", "TPROXY routing table"),
+        Key::InboundPortsInclude => ("empty", "inbound ports to capture, * for all"),
+        Key::InboundPortsExclude => ("empty", "inbound ports never captured (used with -b '*')"),
+        Key::OutboundIpRangesInclude => ("empty", "outbound CIDRs to capture, * for all"),
+        Key::OutboundIpRangesExclude => ("empty", "outbound CIDRs never captured (* is rejected)"),
+        Key::OutboundPortsInclude => ("empty", "outbound ports always captured"),
+        Key::OutboundPortsExclude => ("empty", "outbound ports never captured"),
+        Key::KubeVirtInterfaces => ("empty", "virtual interfaces (KubeVirt) treated as outbound"),
+        Key::ExcludeInterfaces => ("empty", "interfaces that are never captured"),
+        Key::DryRun => ("false", "print the rules, change nothing"),
+        Key::RedirectDns => ("false", "capture DNS to the agent (15053)"),
+        Key::CaptureAllDns => ("false", "capture all DNS, not only traffic to the resolv.conf servers"),
+        Key::DropInvalid => ("false", "drop packets that conntrack marks INVALID"),
+        Key::DualStack => ("false", "turn IPv6 on when any global IPv6 address exists"),
+        Key::SkipRuleApply => ("false", "apply nothing (use with --run-validation)"),
+        Key::RunValidation => ("false", "check that capture works, for IPv4 and (when programmed) IPv6"),
+        Key::ProbeTimeout => ("5s", "how long validation waits"),
+        Key::IptablesProbePort => ("15002", "the port validation connects to"),
+        Key::Reconcile => ("false", "replace different capture rules that are already present"),
+        Key::CleanupOnly => ("false", "remove everything mesh-init owns, then exit"),
+        Key::ForceApply => ("false", "re-apply even when the rules are already present"),
+        Key::NativeNftables => ("false", "use nft (inet tables) instead of iptables"),
+        Key::ForceIptablesBinary => ("detected", "iptables-legacy, iptables-nft or iptables"),
+        Key::OwnerGroups => ("*", "capture only these groups' traffic (names or GIDs)"),
+        Key::OwnerGroupsExclude => ("empty", "never capture these groups' traffic"),
+        Key::LoopbackCidr => ("127.0.0.1/32", "the IPv4 loopback range"),
+        Key::LogOutputLevel => {
+            ("default:info", "Istio's log scopes; the level after : is used (debug, info, warn, error)")
+        }
+        Key::LogAsJson => ("false", "JSON logs on stderr"),
+    }
+}
+
+/// One row of mesh-init's flag table, built from the same table the parser reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagDoc {
+    /// The flags, e.g. `["-p", "--envoy-port"]`; empty for environment-only settings.
+    pub flags: Vec<String>,
+    /// The environment variables, in lookup order.
+    pub env: Vec<&'static str>,
+    /// The default, in words.
+    pub default: &'static str,
+    /// What the setting does.
+    pub meaning: &'static str,
+}
+
+/// Every setting `CaptureConfig` parses, with its default and meaning, in table order: flags
+/// first (as Istio's injector writes them), environment-only settings last.
+pub fn flag_docs() -> Vec<FlagDoc> {
+    SPECS
+        .iter()
+        .map(|s| {
+            let mut flags: Vec<String> = s.short.map(|c| format!("-{c}")).into_iter().collect();
+            if !s.long.is_empty() {
+                flags.push(format!("--{}", s.long));
+            }
+            let (default, meaning) = describe(s.key);
+            FlagDoc { flags, env: s.env.to_vec(), default, meaning }
+        })
+        .collect()
+}
+
 impl Spec {
     /// How errors name this setting: `-b/--istio-inbound-ports`, `--dry-run` or `env NAME`.
     fn label(&self) -> String {

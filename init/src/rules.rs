@@ -5,209 +5,14 @@
 //! The order and shape of the rules follow istio-iptables (`tools/istio-iptables/pkg/capture`) and
 //! istio-nftables, so the output is byte-for-byte what Istio's `istio-init` would apply.
 
-use std::fmt;
-
 use mesh_core::capture::{CaptureConfig, Cidr, CidrList, InterceptionMode, PortList};
 use mesh_core::ports;
 
 pub mod iptables;
+mod model;
 pub mod nft;
 
-/// Facts about the pod that istio-iptables derives instead of taking as flags.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
-    /// Whether IPv6 rules are programmed (from the namespace's interface addresses).
-    pub ipv6: bool,
-    /// IPv4 DNS servers (from `/etc/resolv.conf`), used when DNS capture is on.
-    pub dns_servers_v4: Vec<String>,
-    /// IPv6 DNS servers (from `/etc/resolv.conf`), used when DNS capture is on.
-    pub dns_servers_v6: Vec<String>,
-}
-
-/// A netfilter table mesh-init writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Table {
-    /// `mangle` (TPROXY marks, drop-invalid); nft table `istio-proxy-mangle`.
-    Mangle,
-    /// `nat` (REDIRECT); nft table `istio-proxy-nat`.
-    Nat,
-    /// `raw` (DNS conntrack zones); nft table `istio-proxy-raw`.
-    Raw,
-}
-
-impl Table {
-    /// Every table, in iptables-restore order (sorted by name).
-    pub const ALL: [Table; 3] = [Table::Mangle, Table::Nat, Table::Raw];
-
-    /// The iptables table name.
-    pub fn iptables_name(self) -> &'static str {
-        match self {
-            Table::Mangle => "mangle",
-            Table::Nat => "nat",
-            Table::Raw => "raw",
-        }
-    }
-
-    /// The nftables (inet family) table name.
-    pub fn nft_name(self) -> &'static str {
-        match self {
-            Table::Mangle => "istio-proxy-mangle",
-            Table::Nat => "istio-proxy-nat",
-            Table::Raw => "istio-proxy-raw",
-        }
-    }
-}
-
-/// A chain, built-in (hooked) or one of Istio's own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Chain {
-    /// Built-in `PREROUTING` (nft base chain `prerouting`).
-    Prerouting,
-    /// Built-in `OUTPUT` (nft base chain `output`).
-    Output,
-    /// `ISTIO_DROP`: drops conntrack-INVALID packets.
-    Drop,
-    /// `ISTIO_DIVERT`: marks TPROXY packets of established connections.
-    Divert,
-    /// `ISTIO_TPROXY`: TPROXY to the inbound capture port.
-    Tproxy,
-    /// `ISTIO_INBOUND`: inbound capture decisions (and DNS zones in raw).
-    Inbound,
-    /// `ISTIO_REDIRECT`: REDIRECT to the outbound capture port.
-    Redirect,
-    /// `ISTIO_IN_REDIRECT`: REDIRECT to the inbound capture port.
-    InRedirect,
-    /// `ISTIO_OUTPUT`: outbound capture decisions.
-    IstioOutput,
-    /// `ISTIO_OUTPUT_DNS`: DNS redirection and conntrack zones.
-    OutputDns,
-}
-
-impl Chain {
-    /// The iptables chain name.
-    pub fn iptables_name(self) -> &'static str {
-        match self {
-            Chain::Prerouting => "PREROUTING",
-            Chain::Output => "OUTPUT",
-            Chain::Drop => "ISTIO_DROP",
-            Chain::Divert => "ISTIO_DIVERT",
-            Chain::Tproxy => "ISTIO_TPROXY",
-            Chain::Inbound => "ISTIO_INBOUND",
-            Chain::Redirect => "ISTIO_REDIRECT",
-            Chain::InRedirect => "ISTIO_IN_REDIRECT",
-            Chain::IstioOutput => "ISTIO_OUTPUT",
-            Chain::OutputDns => "ISTIO_OUTPUT_DNS",
-        }
-    }
-
-    /// The nftables chain name.
-    pub fn nft_name(self) -> &'static str {
-        match self {
-            Chain::Prerouting => "prerouting",
-            Chain::Output => "output",
-            Chain::Drop => "istio-drop",
-            Chain::Divert => "istio-divert",
-            Chain::Tproxy => "istio-tproxy",
-            Chain::Inbound => "istio-inbound",
-            Chain::Redirect => "istio-redirect",
-            Chain::InRedirect => "istio-in-redirect",
-            Chain::IstioOutput => "istio-output",
-            Chain::OutputDns => "istio-output-dns",
-        }
-    }
-
-    /// Whether the chain is a built-in (hooked) one, which mesh-init never creates or deletes.
-    pub fn is_builtin(self) -> bool {
-        matches!(self, Chain::Prerouting | Chain::Output)
-    }
-}
-
-/// Which address family a rule applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Family {
-    /// IPv4 (`iptables`, nft `ip`).
-    V4,
-    /// IPv6 (`ip6tables`, nft `ip6`).
-    V6,
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Family::V4 => "IPv4",
-            Family::V6 => "IPv6",
-        })
-    }
-}
-
-/// Where a rule goes in its chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Position {
-    /// At the end (`-A`, `add rule`).
-    Append,
-    /// At this 1-based position (`-I CHAIN n`, `insert rule ... index n-1`).
-    Insert(u32),
-}
-
-/// One capture rule, in both syntaxes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    /// The table it lives in.
-    pub table: Table,
-    /// The chain it lives in.
-    pub chain: Chain,
-    /// `None` for both families, else only this one.
-    pub family: Option<Family>,
-    /// Append or insert.
-    pub position: Position,
-    /// The iptables rule specification (what follows `-A CHAIN`).
-    pub iptables: Vec<String>,
-    /// The nftables rule body (what follows `add rule inet TABLE CHAIN`).
-    pub nft: String,
-}
-
-impl Rule {
-    /// Whether the rule applies to `family`.
-    pub fn applies_to(&self, family: Family) -> bool {
-        self.family.is_none_or(|f| f == family)
-    }
-}
-
-/// Settings that cannot be turned into rules.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RulesError {
-    /// A setting whose value istio-iptables rejects too.
-    #[error("invalid value for {setting}: {value:?}: {reason}")]
-    Invalid {
-        /// The flag and environment variable.
-        setting: &'static str,
-        /// The value as given.
-        value: String,
-        /// What is wrong and what to use instead.
-        reason: &'static str,
-    },
-}
-
-/// The rendered rule list of one pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleSet {
-    /// Every rule, in Istio's order.
-    pub rules: Vec<Rule>,
-    /// Whether IPv6 rules are programmed.
-    pub ipv6: bool,
-}
-
-impl RuleSet {
-    /// The rules of one family, in order.
-    pub fn for_family(&self, family: Family) -> impl Iterator<Item = &Rule> {
-        self.rules.iter().filter(move |r| r.applies_to(family))
-    }
-
-    /// The families rules are programmed for: IPv4, and IPv6 when enabled.
-    pub fn families(&self) -> Vec<Family> {
-        if self.ipv6 { vec![Family::V4, Family::V6] } else { vec![Family::V4] }
-    }
-}
+pub use model::{Chain, Facts, Family, Position, Rule, RuleSet, RulesError, Table};
 
 /// The mark Envoy's TPROXY traffic from the proxy to the app gets (Istio's `outboundMark`).
 const OUTBOUND_MARK: &str = "1338";
@@ -266,6 +71,13 @@ struct Ranges {
     wildcard: bool,
     v4: Vec<Cidr>,
     v6: Vec<Cidr>,
+}
+
+impl Ranges {
+    /// Whether a range's address is a loopback one (127.0.0.0/8, ::1), Istio's `HasLoopBackIP`.
+    fn has_loopback(&self) -> bool {
+        self.v4.iter().chain(&self.v6).any(|c| c.addr.is_loopback())
+    }
 }
 
 fn split_ranges(list: Option<&CidrList>) -> Ranges {
@@ -364,29 +176,16 @@ pub fn build(cfg: &CaptureConfig, facts: &Facts) -> Result<RuleSet, RulesError> 
     let lo6 = "::1/128";
     let pass4 = format!("{}/32", ports::INBOUND_PASSTHROUGH_V4);
     let pass6 = format!("{}/128", ports::INBOUND_PASSTHROUGH_V6);
-    let dns_port = ports::DNS_PROXY;
     let kube_virt = cfg.kube_virt_interfaces.clone().unwrap_or_default();
     let excluded_ifaces = cfg.exclude_interfaces.clone().unwrap_or_default();
+
+    let include_loopback = include.has_loopback();
 
     let mut b = Builder { rules: Vec::new() };
     use Chain::*;
     use Table::*;
 
-    // Excluded interfaces bypass everything.
-    for i in &excluded_ifaces {
-        b.append(Nat, Prerouting, &format!("-i {i} -j RETURN"), &format!("iifname {i} counter return"));
-        b.append(Nat, Output, &format!("-o {i} -j RETURN"), &format!("oifname {i} counter return"));
-    }
-    if tproxy {
-        for i in &excluded_ifaces {
-            b.append(Mangle, Prerouting, &format!("-i {i} -j RETURN"), &format!("iifname {i} counter return"));
-            b.append(Mangle, Output, &format!("-o {i} -j RETURN"), &format!("oifname {i} counter return"));
-        }
-    }
-    // Traffic arriving on virtual (kube-virt) interfaces is not inbound traffic.
-    for i in &kube_virt {
-        b.insert(Nat, Prerouting, 1, &format!("-i {i} -j RETURN"), &format!("iifname {i} counter return"));
-    }
+    short_circuit_interfaces(&mut b, tproxy, &excluded_ifaces, &kube_virt);
     if cfg.drop_invalid {
         b.append(
             Mangle,
@@ -442,8 +241,11 @@ pub fn build(cfg: &CaptureConfig, facts: &Facts) -> Result<RuleSet, RulesError> 
                     ),
                 )
             });
-            // Other users' traffic on lo is not captured (except DNS when DNS capture is on).
-            if redirect_dns {
+            // Other users' traffic on lo is not captured (except DNS when DNS capture is on),
+            // unless an include range holds a loopback address: then that traffic is captured.
+            if include_loopback {
+                // Nothing: loopback traffic to the included range goes on to the capture rules.
+            } else if redirect_dns {
                 b.append(
                     Nat,
                     IstioOutput,
@@ -467,76 +269,11 @@ pub fn build(cfg: &CaptureConfig, facts: &Facts) -> Result<RuleSet, RulesError> 
             );
         }
     }
-    match group_filter(cfg) {
-        GroupFilter::Only(groups) => {
-            let ipt: Vec<String> = groups.iter().map(|g| format!("-m owner ! --gid-owner {g}")).collect();
-            let nft: Vec<String> = groups.iter().map(|g| format!("skgid != {g}")).collect();
-            let ipt = if ipt.is_empty() { "-j RETURN".to_owned() } else { format!("{} -j RETURN", ipt.join(" ")) };
-            let nft =
-                if nft.is_empty() { "counter return".to_owned() } else { format!("{} counter return", nft.join(" ")) };
-            b.append(Nat, IstioOutput, &ipt, &nft);
-        }
-        GroupFilter::Except(groups) => {
-            for g in groups {
-                b.append(
-                    Nat,
-                    IstioOutput,
-                    &format!("-m owner --gid-owner {g} -j RETURN"),
-                    &format!("skgid {g} counter return"),
-                );
-            }
-        }
-    }
+    owner_group_filter(&mut b, cfg);
     if redirect_dns {
-        b.append(Nat, IstioOutput, "-j ISTIO_OUTPUT_DNS", "counter jump istio-output-dns");
-        if cfg.capture_all_dns {
-            b.append(
-                Nat,
-                OutputDns,
-                &format!("-p tcp --dport 53 -j REDIRECT --to-ports {dns_port}"),
-                &format!("tcp dport 53 counter redirect to :{dns_port}"),
-            );
-            b.append(
-                Nat,
-                OutputDns,
-                &format!("-p udp --dport 53 -j REDIRECT --to-port {dns_port}"),
-                &format!("udp dport 53 counter redirect to :{dns_port}"),
-            );
-        } else {
-            for (family, servers, len, ip) in
-                [(Family::V4, &facts.dns_servers_v4, 32, "ip"), (Family::V6, &facts.dns_servers_v6, 128, "ip6")]
-            {
-                for s in servers {
-                    for proto in ["tcp", "udp"] {
-                        let to = if proto == "tcp" { "--to-ports" } else { "--to-port" };
-                        b.append_v(
-                            family,
-                            Nat,
-                            OutputDns,
-                            &format!("-p {proto} --dport 53 -d {s}/{len} -j REDIRECT {to} {dns_port}"),
-                            &format!("{ip} daddr {s}/{len} {proto} dport 53 counter redirect to :{dns_port}"),
-                        );
-                    }
-                }
-            }
-        }
+        dns_redirect(&mut b, cfg, facts);
     }
-    // Envoy-aware apps and container-to-container traffic use localhost: never captured.
-    b.versioned(&lo4, lo6, Nat, IstioOutput, |lo, ip| {
-        (format!("-d {lo} -j RETURN"), format!("{ip} daddr {lo} counter return"))
-    });
-    for c in &exclude.v4 {
-        b.append_v(Family::V4, Nat, IstioOutput, &format!("-d {c} -j RETURN"), &format!("ip daddr {c} counter return"));
-    }
-    for c in &exclude.v6 {
-        b.append_v(
-            Family::V6,
-            Nat,
-            IstioOutput,
-            &format!("-d {c} -j RETURN"),
-            &format!("ip6 daddr {c} counter return"),
-        );
-    }
+    outbound_excludes(&mut b, &lo4, lo6, &exclude);
     for p in ports_of(&out_include) {
         b.append(
             Nat,
@@ -561,6 +298,76 @@ pub fn build(cfg: &CaptureConfig, facts: &Facts) -> Result<RuleSet, RulesError> 
         rules.retain(|r| r.family != Some(Family::V6));
     }
     Ok(RuleSet { rules, ipv6 })
+}
+
+/// Excluded interfaces bypass everything; traffic arriving on virtual (kube-virt) interfaces is
+/// not inbound traffic (Istio's `shortCircuitExcludeInterfaces`, `shortCircuitKubeInternalInterface`).
+fn short_circuit_interfaces(b: &mut Builder, tproxy: bool, excluded_ifaces: &[String], kube_virt: &[String]) {
+    use Chain::*;
+    use Table::*;
+    for i in excluded_ifaces {
+        b.append(Nat, Prerouting, &format!("-i {i} -j RETURN"), &format!("iifname {i} counter return"));
+        b.append(Nat, Output, &format!("-o {i} -j RETURN"), &format!("oifname {i} counter return"));
+    }
+    if tproxy {
+        for i in excluded_ifaces {
+            b.append(Mangle, Prerouting, &format!("-i {i} -j RETURN"), &format!("iifname {i} counter return"));
+            b.append(Mangle, Output, &format!("-o {i} -j RETURN"), &format!("oifname {i} counter return"));
+        }
+    }
+    // Traffic arriving on virtual (kube-virt) interfaces is not inbound traffic.
+    for i in kube_virt {
+        b.insert(Nat, Prerouting, 1, &format!("-i {i} -j RETURN"), &format!("iifname {i} counter return"));
+    }
+}
+
+/// The owner-group filter: capture only the listed groups, or everyone but the excluded ones.
+fn owner_group_filter(b: &mut Builder, cfg: &CaptureConfig) {
+    use Chain::*;
+    use Table::*;
+    match group_filter(cfg) {
+        GroupFilter::Only(groups) => {
+            let ipt: Vec<String> = groups.iter().map(|g| format!("-m owner ! --gid-owner {g}")).collect();
+            let nft: Vec<String> = groups.iter().map(|g| format!("skgid != {g}")).collect();
+            let ipt = if ipt.is_empty() { "-j RETURN".to_owned() } else { format!("{} -j RETURN", ipt.join(" ")) };
+            let nft =
+                if nft.is_empty() { "counter return".to_owned() } else { format!("{} counter return", nft.join(" ")) };
+            b.append(Nat, IstioOutput, &ipt, &nft);
+        }
+        GroupFilter::Except(groups) => {
+            for g in groups {
+                b.append(
+                    Nat,
+                    IstioOutput,
+                    &format!("-m owner --gid-owner {g} -j RETURN"),
+                    &format!("skgid {g} counter return"),
+                );
+            }
+        }
+    }
+}
+
+/// Destinations never captured: localhost (Envoy-aware apps, container-to-container traffic),
+/// then the excluded CIDRs, which must come before the includes.
+fn outbound_excludes(b: &mut Builder, lo4: &str, lo6: &str, exclude: &Ranges) {
+    use Chain::*;
+    use Table::*;
+    // Envoy-aware apps and container-to-container traffic use localhost: never captured.
+    b.versioned(lo4, lo6, Nat, IstioOutput, |lo, ip| {
+        (format!("-d {lo} -j RETURN"), format!("{ip} daddr {lo} counter return"))
+    });
+    for c in &exclude.v4 {
+        b.append_v(Family::V4, Nat, IstioOutput, &format!("-d {c} -j RETURN"), &format!("ip daddr {c} counter return"));
+    }
+    for c in &exclude.v6 {
+        b.append_v(
+            Family::V6,
+            Nat,
+            IstioOutput,
+            &format!("-d {c} -j RETURN"),
+            &format!("ip6 daddr {c} counter return"),
+        );
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -692,6 +499,54 @@ fn outbound_include(b: &mut Builder, include: &Ranges, family: Family, kube_virt
                 &format!("-d {c} -j ISTIO_REDIRECT"),
                 &format!("{ip} daddr {c} counter jump istio-redirect"),
             );
+        }
+    }
+}
+
+/// Sends the app's DNS queries to the agent (Istio's `SetupDNSRedir`): the jump from
+/// `ISTIO_OUTPUT` only for a family with servers (or with capture-all), then TCP rules for every
+/// IPv4 and every IPv6 server, then UDP rules likewise.
+fn dns_redirect(b: &mut Builder, cfg: &CaptureConfig, facts: &Facts) {
+    use Chain::*;
+    use Table::*;
+    let dns_port = ports::DNS_PROXY;
+    let (v4, v6) = (!facts.dns_servers_v4.is_empty(), !facts.dns_servers_v6.is_empty());
+    let jump = ("-j ISTIO_OUTPUT_DNS", "counter jump istio-output-dns");
+    if cfg.capture_all_dns || (v4 && v6) {
+        b.append(Nat, IstioOutput, jump.0, jump.1);
+    } else if v4 {
+        b.append_v(Family::V4, Nat, IstioOutput, jump.0, jump.1);
+    } else if v6 {
+        b.append_v(Family::V6, Nat, IstioOutput, jump.0, jump.1);
+    }
+    if cfg.capture_all_dns {
+        b.append(
+            Nat,
+            OutputDns,
+            &format!("-p tcp --dport 53 -j REDIRECT --to-ports {dns_port}"),
+            &format!("tcp dport 53 counter redirect to :{dns_port}"),
+        );
+        b.append(
+            Nat,
+            OutputDns,
+            &format!("-p udp --dport 53 -j REDIRECT --to-port {dns_port}"),
+            &format!("udp dport 53 counter redirect to :{dns_port}"),
+        );
+        return;
+    }
+    for (proto, to) in [("tcp", "--to-ports"), ("udp", "--to-port")] {
+        for (family, servers, len, ip) in
+            [(Family::V4, &facts.dns_servers_v4, 32, "ip"), (Family::V6, &facts.dns_servers_v6, 128, "ip6")]
+        {
+            for s in servers {
+                b.append_v(
+                    family,
+                    Nat,
+                    OutputDns,
+                    &format!("-p {proto} --dport 53 -d {s}/{len} -j REDIRECT {to} {dns_port}"),
+                    &format!("{ip} daddr {s}/{len} {proto} dport 53 counter redirect to :{dns_port}"),
+                );
+            }
         }
     }
 }

@@ -38,22 +38,40 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-/// Usage text for `-h`/`--help`.
-pub const USAGE: &str = "\
+/// The first lines of `-h`/`--help`; the flag table follows.
+const USAGE_HEAD: &str = "\
 usage: mesh-init [istio-iptables] [flags]
 
 Programs istio-iptables-compatible traffic capture (iptables or nftables) in the current network
-namespace. Takes every istio-iptables flag and environment variable, e.g.:
+namespace. Takes every istio-iptables flag and environment variable. A flag overrides its
+environment variable, which overrides the default. Example:
   -p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -x '' -b '*' -d 15090,15021,15020
-  --dry-run --native-nftables --reconcile --cleanup-only --run-validation
-See the README (mesh-init, Flags and environment) for the full table.
+
 ";
+
+/// One row of the `--help` flag table: flags, environment variables, default, meaning.
+pub fn help_row(flags: &[String], env: &[&str], default: &str, meaning: &str) -> String {
+    let flags = if flags.is_empty() { "(env only)".to_owned() } else { flags.join(", ") };
+    let env = if env.is_empty() { String::new() } else { format!(" [env {}]", env.join(", ")) };
+    let default = if default.is_empty() { String::new() } else { format!(" (default: {default})") };
+    format!("  {flags}{env}\n      {meaning}{default}\n")
+}
+
+/// The `-h`/`--help` text: the flag table is `CaptureConfig`'s own ([`mesh_core::capture::flag_docs`]).
+pub fn usage() -> String {
+    let mut out = String::from(USAGE_HEAD);
+    for d in mesh_core::capture::flag_docs() {
+        out.push_str(&help_row(&d.flags, &d.env, d.default, d.meaning));
+    }
+    out.push_str(&help_row(&["-h".into(), "--help".into()], &[], "", "this text"));
+    out
+}
 
 /// Runs mesh-init with `args` (without the program name) and environment lookup `env`; normal
 /// output (`--dry-run`) goes to `out`.
 pub fn run(args: &[String], env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> Result<(), Failure> {
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        out.write_all(USAGE.as_bytes())?;
+        out.write_all(usage().as_bytes())?;
         return Ok(());
     }
     let cfg = CaptureConfig::from_args_and_env(args, env)
@@ -125,9 +143,10 @@ pub fn execute(cfg: &CaptureConfig, runner: &dyn Runner, out: &mut dyn Write) ->
             uid: cfg.effective_proxy_uids().first().copied().unwrap_or(mesh_core::ports::PROXY_UID),
             gid: cfg.effective_proxy_gids().first().copied().unwrap_or(mesh_core::ports::PROXY_GID),
             timeout: cfg.effective_probe_timeout(),
+            ipv6: set.ipv6,
         };
         match validation::validate(probe) {
-            Ok(port) => tracing::info!(port, "validation passed: traffic is captured"),
+            Ok(ports) => tracing::info!(?ports, ipv6 = set.ipv6, "validation passed: traffic is captured"),
             Err(e) => {
                 return Err(Failure { code: EX_VALIDATION, error: anyhow::Error::new(e).context("validation failed") });
             }

@@ -44,6 +44,33 @@ fn help_exits_0() {
     assert!(text(&out.stdout).contains("usage: mesh-init"));
 }
 
+/// docs/init.md's flag table says what `mesh-init --help` says, row for row (backticks aside):
+/// both come from the table `CaptureConfig` parses.
+#[test]
+fn docs_flag_table_equals_help() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/init.md")).expect("docs/init.md");
+    let rows: Vec<String> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| Flag | Env |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<String> = l.trim_matches('|').split(" | ").map(|c| c.trim().replace('`', "")).collect();
+            assert_eq!(cells.len(), 4, "docs/init.md flag row {l:?} must have 4 cells");
+            let list = |c: &str| -> Vec<String> {
+                if c.is_empty() || c == "(env only)" { vec![] } else { c.split(", ").map(str::to_owned).collect() }
+            };
+            let env = list(&cells[1]);
+            let env: Vec<&str> = env.iter().map(String::as_str).collect();
+            mesh_init::run::help_row(&list(&cells[0]), &env, &cells[2], &cells[3])
+        })
+        .collect();
+    assert!(!rows.is_empty(), "no flag table (| Flag | Env | Default | Meaning |) in docs/init.md");
+    let help = text(&mesh_init(&["--help"], &[]).stdout);
+    let table = help.split_once("\n\n  ").map(|(_, t)| format!("  {t}")).expect("help has a flag table");
+    assert_eq!(rows.concat(), table, "docs/init.md's flag table differs from mesh-init --help");
+}
+
 #[test]
 fn dry_run_prints_the_injected_defaults_with_istio_arguments() {
     let mut args = mesh_core::capture::ISTIO_DEFAULT_INIT_ARGS.to_vec();

@@ -166,6 +166,38 @@ fn validation_passes_with_capture_and_exits_126_without() -> Result<()> {
     Ok(())
 }
 
+/// With IPv6 rules programmed, `--run-validation` probes `[::6]` too: it passes when the IPv6
+/// rules capture, names the missing `::6` address, and fails when only IPv4 is captured.
+#[test]
+fn validation_probes_ipv6_when_ipv6_rules_are_programmed() -> Result<()> {
+    let validate = ["--skip-rule-apply", "--run-validation", "--probe-timeout=2s", "--dual-stack"];
+    for nft in [false, true] {
+        let pod = ns(&format!("mia-val6{}", u8::from(nft)))?;
+        pod.exec_ok("ip", &["-6", "addr", "add", "fd00:77::2/128", "dev", "lo"])?;
+        let extra: &[&'static str] = if nft { &["--native-nftables", "--dual-stack"] } else { &["--dual-stack"] };
+        ok(&pod, &with(extra))?;
+        let out = mesh_init(&pod, &[with(extra), validate.to_vec()].concat())?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.code() == Some(126), "without ::6 (nft: {nft}): {:?}: {stderr}", out.status);
+        ensure!(stderr.contains("ip -6 addr add ::6/128 dev lo"), "{stderr}");
+        pod.exec_ok("ip", &["-6", "addr", "add", "::6/128", "dev", "lo"])?;
+        ok(&pod, &[with(extra), validate.to_vec()].concat())
+            .with_context(|| format!("IPv6 validation with rules (nft: {nft})"))?;
+    }
+    // IPv4 rules only: the IPv4 probe is captured, the IPv6 one is not.
+    let pod = ns("mia-val6-v4only")?;
+    // An IPv4 address first: without --dual-stack, mesh-init then programs IPv4 only.
+    pod.exec_ok("ip", &["addr", "add", "10.77.0.2/32", "dev", "lo"])?;
+    pod.exec_ok("ip", &["-6", "addr", "add", "fd00:77::2/128", "dev", "lo"])?;
+    pod.exec_ok("ip", &["-6", "addr", "add", "::6/128", "dev", "lo"])?;
+    ok(&pod, &with(&[]))?;
+    let out = mesh_init(&pod, &[with(&[]), validate.to_vec()].concat())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(126), "expected 126, got {:?}: {stderr}", out.status);
+    ensure!(stderr.contains("[::6]:15002") && stderr.contains("not redirected"), "{stderr}");
+    Ok(())
+}
+
 #[test]
 fn missing_capability_is_named() -> Result<()> {
     let pod = ns("mia-cap")?;

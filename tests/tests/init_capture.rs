@@ -2,7 +2,8 @@
 //! (iptables, native nftables), IPv4 and IPv6, REDIRECT and TPROXY, it proves with real sockets
 //! (a) app outbound connections land on 15001 with SO_ORIGINAL_DST = the real destination,
 //! (b) the proxy's UID and GID bypass capture, (c) inbound connections land on 15006,
-//! (d) excluded ports and CIDRs bypass capture, and that a second apply changes nothing.
+//! (d) excluded ports and CIDRs bypass capture, and that a second apply changes nothing; and that
+//! an include range holding a loopback address captures the app's connections to it.
 //! Every check asserts WHICH listener accepted the connection.
 
 use std::net::{SocketAddr, TcpListener};
@@ -174,6 +175,44 @@ fn nftables_ipv4_tproxy() -> Result<()> {
 #[test]
 fn nftables_ipv6_tproxy() -> Result<()> {
     scenario(true, true, true, 18)
+}
+
+/// An include range holding a loopback address (`-i 127.1.0.0/16`) captures the app's connections
+/// to it over lo, as Istio does: mesh-init leaves out the "other users on lo return" rules then.
+/// 127.0.0.1 itself stays uncaptured (the localhost RETURN comes first).
+fn loopback_include(nft: bool) -> Result<()> {
+    netns::require_root_and_tools()?;
+    let bin = netns::mesh_init_bin()?;
+    let pod = netns::Netns::create(&format!("milo{}-{}", u8::from(nft), std::process::id()))?;
+    let outbound = listen(&pod, 15001, false, false)?;
+    let app = listen(&pod, 8090, false, false)?;
+    let mut args = vec!["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT"];
+    args.extend(["-i", "127.1.0.0/16", "-x", "", "-b", "*", "-d", "15090,15021,15020"]);
+    if nft {
+        args.push("--native-nftables");
+    }
+    pod.exec_ok(bin.to_str().context("binary path")?, &args)?;
+
+    let included: SocketAddr = "127.1.2.3:8090".parse()?;
+    let c = connect_as(&pod, included, APP_UID, APP_UID)?;
+    let s = landed_on(("15001 (outbound capture)", &outbound), &[("app:8090", &app)], c.local_addr()?)
+        .context("-i 127.1.0.0/16")?;
+    ensure!(original_dst(&s)? == included, "SO_ORIGINAL_DST {} != {included}", original_dst(&s)?);
+
+    let localhost: SocketAddr = "127.0.0.1:8090".parse()?;
+    let c = connect_as(&pod, localhost, APP_UID, APP_UID)?;
+    landed_on(("app:8090", &app), &[("15001", &outbound)], c.local_addr()?).context("127.0.0.1 is not captured")?;
+    Ok(())
+}
+
+#[test]
+fn iptables_loopback_include_range() -> Result<()> {
+    loopback_include(false)
+}
+
+#[test]
+fn nftables_loopback_include_range() -> Result<()> {
+    loopback_include(true)
 }
 
 #[test]

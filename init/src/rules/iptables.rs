@@ -22,6 +22,14 @@ pub fn restore_input(set: &RuleSet, family: Family) -> String {
                 let _ = writeln!(out, "-N {}", r.chain.iptables_name());
             }
         }
+        // A chain that is only jumped to in this family (the raw table's ISTIO_INBOUND when only
+        // the other family has DNS servers) still has to exist for the jump to load.
+        for r in &in_table {
+            if let Some(target) = jump_target(r).filter(|c| !created.contains(c)) {
+                created.push(target);
+                let _ = writeln!(out, "-N {}", target.iptables_name());
+            }
+        }
         for r in &in_table {
             let _ = writeln!(out, "{}", rule_line(r));
         }
@@ -37,4 +45,10 @@ pub fn rule_line(r: &Rule) -> String {
         Position::Append => format!("-A {} {spec}", r.chain.iptables_name()),
         Position::Insert(n) => format!("-I {} {n} {spec}", r.chain.iptables_name()),
     }
+}
+
+/// mesh-init's own chain a rule jumps to, if any.
+fn jump_target(r: &Rule) -> Option<Chain> {
+    let target = r.iptables.windows(2).find(|w| w[0] == "-j").map(|w| w[1].as_str())?;
+    Chain::ALL.into_iter().find(|c| !c.is_builtin() && c.iptables_name() == target)
 }
