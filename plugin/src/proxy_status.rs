@@ -318,14 +318,12 @@ async fn diff_pod(
         }
     })
     .await?;
-    let envoy_json: serde_json::Value =
-        serde_json::from_slice(&envoy_bytes).context("Envoy's /config_dump is not JSON")?;
+    let envoy_dump = crate::config_dump::ConfigDump::parse(&envoy_bytes).context("reading Envoy's /config_dump")?;
     let istiod_side = diff::istiod_side(&istiod_dump)?;
-    let envoy_side = diff::envoy_side(&envoy_json);
+    let envoy_side = diff::envoy_side(&envoy_dump);
     let d = diff::diff(&istiod_side, &envoy_side);
-    let rejected: Vec<crate::config_dump::Problem> = crate::config_dump::ConfigDump::parse(&envoy_bytes)
-        .map(|dump| dump.problems().into_iter().filter(|p| p.details.is_some()).collect())
-        .unwrap_or_default();
+    let rejected: Vec<crate::config_dump::Problem> =
+        envoy_dump.problems().into_iter().filter(|p| p.details.is_some()).collect();
     match args.output {
         Output::Json | Output::Yaml => {
             let status = report.proxies.iter().find(|r| r.name == proxy_id);

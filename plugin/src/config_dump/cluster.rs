@@ -16,6 +16,10 @@ pub struct Cluster {
     /// Discovery type: `EDS`, `STATIC`, `STRICT_DNS`, `LOGICAL_DNS`, `ORIGINAL_DST`.
     #[serde(rename = "type")]
     pub discovery_type: Option<String>,
+    /// A custom cluster type (`cluster_type.name`, e.g. `envoy.clusters.aggregate`), when `type` is unset.
+    pub cluster_type: Option<NamedExtension>,
+    /// The connect timeout, as a protobuf duration string (`10s`).
+    pub connect_timeout: Option<String>,
     /// EDS settings: the service name the endpoints are published under.
     pub eds_cluster_config: Option<EdsClusterConfig>,
     /// Inline endpoints (STATIC and DNS clusters).

@@ -1,5 +1,6 @@
 //! The semantic diff behind `proxy-status POD`: istiod's config for the proxy
-//! (`istio.io/debug/config_dump`, protobuf) against Envoy's own `/config_dump` (JSON). Both sides are
+//! (`istio.io/debug/config_dump`, protobuf, decoded with envoy-types) against Envoy's own
+//! `/config_dump` (JSON, read into the typed [`crate::config_dump`] model). Both sides are
 //! reduced to the same per-resource fields (cluster type, LB policy, EDS name, Istio metadata;
 //! listener address, flags and filter chains; route virtual hosts, domains and routes), then
 //! compared by name: added, removed, changed (with the fields). Versions and timestamps are ignored.
@@ -18,7 +19,8 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpPro
 use envoy_types::pb::google::protobuf::{Any, Duration, value};
 use prost::{Message, Name};
 use serde::Serialize;
-use serde_json::Value;
+
+use crate::config_dump as model;
 
 /// Per resource name, its compared fields.
 pub type Summaries = BTreeMap<String, BTreeMap<String, String>>;
@@ -108,14 +110,6 @@ fn seconds_text(s: f64) -> String {
     format!("{s}s")
 }
 
-fn json_duration(v: &Value) -> String {
-    v.as_str()
-        .and_then(|s| s.strip_suffix('s'))
-        .and_then(|s| s.parse::<f64>().ok())
-        .map(seconds_text)
-        .unwrap_or_default()
-}
-
 fn socket(a: Option<&Address>) -> String {
     match a.and_then(|a| a.address.as_ref()) {
         Some(address::Address::SocketAddress(s)) => {
@@ -131,27 +125,11 @@ fn socket(a: Option<&Address>) -> String {
     }
 }
 
-fn json_socket(a: &Value) -> String {
-    let s = &a["socket_address"];
-    if s.is_null() {
-        return if a.is_null() { String::new() } else { a.to_string() };
-    }
-    format!("{}:{}", s["address"].as_str().unwrap_or_default(), s["port_value"].as_u64().unwrap_or(0))
-}
-
 fn istio_metadata(m: Option<&Metadata>, out: &mut BTreeMap<String, String>) {
     let Some(istio) = m.and_then(|m| m.filter_metadata.get("istio")) else { return };
     for key in ["config", "subset"] {
         if let Some(value::Kind::StringValue(s)) = istio.fields.get(key).and_then(|v| v.kind.as_ref()) {
             out.insert(format!("istio.{key}"), s.clone());
-        }
-    }
-}
-
-fn json_istio_metadata(m: &Value, out: &mut BTreeMap<String, String>) {
-    for key in ["config", "subset"] {
-        if let Some(s) = m["filter_metadata"]["istio"][key].as_str() {
-            out.insert(format!("istio.{key}"), s.to_string());
         }
     }
 }
@@ -193,37 +171,6 @@ fn cluster_fields(c: &Cluster) -> BTreeMap<String, String> {
     f
 }
 
-fn json_cluster_fields(c: &Value) -> BTreeMap<String, String> {
-    let mut f = BTreeMap::new();
-    let kind = c["type"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| c["cluster_type"]["name"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "STATIC".to_string());
-    f.insert("type".to_string(), kind);
-    f.insert("lb_policy".to_string(), c["lb_policy"].as_str().unwrap_or("ROUND_ROBIN").to_string());
-    f.insert("connect_timeout".to_string(), json_duration(&c["connect_timeout"]));
-    if !c["eds_cluster_config"].is_null() {
-        f.insert(
-            "eds_service_name".to_string(),
-            c["eds_cluster_config"]["service_name"].as_str().unwrap_or_default().to_string(),
-        );
-    }
-    if !c["load_assignment"].is_null() {
-        let mut eps: Vec<String> = c["load_assignment"]["endpoints"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|l| l["lb_endpoints"].as_array().cloned().unwrap_or_default())
-            .map(|e| json_socket(&e["endpoint"]["address"]))
-            .collect();
-        eps.sort();
-        f.insert("endpoints".to_string(), eps.join(","));
-    }
-    json_istio_metadata(&c["metadata"], &mut f);
-    f
-}
-
 fn filter_text(name: &str, typed: Option<&Any>) -> String {
     let Some(any) = typed else { return name.to_string() };
     if any.type_url == HttpConnectionManager::type_url() {
@@ -241,23 +188,6 @@ fn filter_text(name: &str, typed: Option<&Any>) -> String {
             Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => format!("{name}(cluster={c})"),
             _ => name.to_string(),
         };
-    }
-    name.to_string()
-}
-
-fn json_filter_text(f: &Value) -> String {
-    let name = f["name"].as_str().unwrap_or_default();
-    let tc = &f["typed_config"];
-    if let Some(r) = tc["rds"]["route_config_name"].as_str() {
-        return format!("{name}(rds={r})");
-    }
-    if let Some(r) = tc["route_config"]["name"].as_str() {
-        return format!("{name}(route={r})");
-    }
-    if tc["@type"].as_str().is_some_and(|t| t.ends_with("TcpProxy"))
-        && let Some(c) = tc["cluster"].as_str()
-    {
-        return format!("{name}(cluster={c})");
     }
     name.to_string()
 }
@@ -288,25 +218,6 @@ fn listener_fields(l: &Listener) -> BTreeMap<String, String> {
                 _ => filter_text(&flt.name, None),
             })
             .collect();
-        f.insert(key, format!("{port}{}", filters.join(",")));
-    }
-    f
-}
-
-fn json_listener_fields(l: &Value) -> BTreeMap<String, String> {
-    let mut f = BTreeMap::new();
-    f.insert("address".to_string(), json_socket(&l["address"]));
-    f.insert("use_original_dst".to_string(), l["use_original_dst"].as_bool().unwrap_or(false).to_string());
-    f.insert("bind_to_port".to_string(), l["bind_to_port"].as_bool().unwrap_or(true).to_string());
-    f.insert("traffic_direction".to_string(), l["traffic_direction"].as_str().unwrap_or("UNSPECIFIED").to_string());
-    for (i, chain) in l["filter_chains"].as_array().into_iter().flatten().enumerate() {
-        let key = match chain["name"].as_str() {
-            Some(n) if !n.is_empty() => format!("filter_chain[{n}]"),
-            _ => format!("filter_chain[{i}]"),
-        };
-        let port =
-            chain["filter_chain_match"]["destination_port"].as_u64().map(|p| format!("port={p} ")).unwrap_or_default();
-        let filters: Vec<String> = chain["filters"].as_array().into_iter().flatten().map(json_filter_text).collect();
         f.insert(key, format!("{port}{}", filters.join(",")));
     }
     f
@@ -359,67 +270,6 @@ fn route_fields(r: &RouteConfiguration) -> BTreeMap<String, String> {
     f
 }
 
-fn json_route_fields(r: &Value) -> BTreeMap<String, String> {
-    let mut f = BTreeMap::new();
-    let vhosts: Vec<&Value> = r["virtual_hosts"].as_array().map(|v| v.iter().collect()).unwrap_or_default();
-    f.insert(
-        "virtual_hosts".to_string(),
-        vhosts.iter().map(|v| v["name"].as_str().unwrap_or_default()).collect::<Vec<_>>().join(","),
-    );
-    for vh in vhosts {
-        let name = vh["name"].as_str().unwrap_or_default();
-        let domains: Vec<&str> = vh["domains"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        f.insert(format!("vhost[{name}].domains"), domains.join(","));
-        let routes: Vec<String> = vh["routes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|rt| {
-                let m = &rt["match"];
-                let m = if let Some(p) = m["prefix"].as_str() {
-                    format!("prefix={p}")
-                } else if let Some(p) = m["path"].as_str() {
-                    format!("path={p}")
-                } else if let Some(p) = m["safe_regex"]["regex"].as_str() {
-                    format!("regex={p}")
-                } else {
-                    m.to_string()
-                };
-                let action = if let Some(c) = rt["route"]["cluster"].as_str() {
-                    format!("cluster={c}")
-                } else if let Some(w) = rt["route"]["weighted_clusters"]["clusters"].as_array() {
-                    format!(
-                        "weighted={}",
-                        w.iter()
-                            .map(|c| format!(
-                                "{}:{}",
-                                c["name"].as_str().unwrap_or_default(),
-                                c["weight"].as_u64().unwrap_or(0)
-                            ))
-                            .collect::<Vec<_>>()
-                            .join("+")
-                    )
-                } else if !rt["route"].is_null() {
-                    "route".to_string()
-                } else if !rt["redirect"].is_null() {
-                    "redirect".to_string()
-                } else if let Some(s) = rt["direct_response"]["status"].as_u64() {
-                    format!("direct_response={s}")
-                } else {
-                    String::new()
-                };
-                let config = rt["metadata"]["filter_metadata"]["istio"]["config"]
-                    .as_str()
-                    .map(|c| format!(" config={c}"))
-                    .unwrap_or_default();
-                format!("{} {m} -> {action}{config}", rt["name"].as_str().unwrap_or_default())
-            })
-            .collect();
-        f.insert(format!("vhost[{name}].routes"), routes.join("; "));
-    }
-    f
-}
-
 /// istiod's side, from the `envoy.admin.v3.ConfigDump` protobuf of `istio.io/debug/config_dump`.
 pub fn istiod_side(dump: &[u8]) -> Result<Side, DiffError> {
     let dump = ConfigDump::decode(dump).map_err(|source| DiffError::Decode { what: "ConfigDump".into(), source })?;
@@ -454,31 +304,169 @@ pub fn istiod_side(dump: &[u8]) -> Result<Side, DiffError> {
     Ok(side)
 }
 
-/// Envoy's side, from its `/config_dump` JSON: dynamic active clusters and listeners, dynamic routes.
-pub fn envoy_side(dump: &Value) -> Side {
+/// Envoy's side, from its `/config_dump` read into the [`model`] (the same reader `explain` uses):
+/// dynamic active clusters and listeners, dynamic routes.
+pub fn envoy_side(dump: &model::ConfigDump) -> Side {
+    let active = |state: model::ResourceState| state == model::ResourceState::Active;
     let mut side = Side::default();
-    for config in dump["configs"].as_array().into_iter().flatten() {
-        let ty = config["@type"].as_str().unwrap_or_default();
-        if ty.ends_with(".ClustersConfigDump") {
-            for c in config["dynamic_active_clusters"].as_array().into_iter().flatten() {
-                let c = &c["cluster"];
-                side.clusters.insert(c["name"].as_str().unwrap_or_default().to_string(), json_cluster_fields(c));
-            }
-        } else if ty.ends_with(".ListenersConfigDump") {
-            for l in config["dynamic_listeners"].as_array().into_iter().flatten() {
-                let l = &l["active_state"]["listener"];
-                if !l.is_null() {
-                    side.listeners.insert(l["name"].as_str().unwrap_or_default().to_string(), json_listener_fields(l));
-                }
-            }
-        } else if ty.ends_with(".v3.RoutesConfigDump") {
-            for r in config["dynamic_route_configs"].as_array().into_iter().flatten() {
-                let r = &r["route_config"];
-                side.routes.insert(r["name"].as_str().unwrap_or_default().to_string(), json_route_fields(r));
-            }
+    for r in dump.clusters.iter().filter(|r| active(r.state)) {
+        if let Some(c) = &r.config {
+            side.clusters.insert(c.name.clone(), model_cluster_fields(c));
+        }
+    }
+    for r in dump.listeners.iter().filter(|r| active(r.state)) {
+        if let Some(l) = &r.config {
+            side.listeners.insert(l.name.clone(), model_listener_fields(l));
+        }
+    }
+    for r in dump.route_configs.iter().filter(|r| active(r.state)) {
+        if let Some(rc) = &r.config {
+            side.routes.insert(rc.name.clone(), model_route_fields(rc));
         }
     }
     side
+}
+
+fn model_duration(text: Option<&str>) -> String {
+    text.and_then(|s| s.strip_suffix('s')).and_then(|s| s.parse::<f64>().ok()).map(seconds_text).unwrap_or_default()
+}
+
+fn model_socket(a: Option<&model::Address>) -> String {
+    match a {
+        None => String::new(),
+        Some(model::Address { socket_address: Some(sa), .. }) => {
+            format!("{}:{}", sa.address, sa.port_value.unwrap_or(0))
+        }
+        Some(model::Address { pipe: Some(p), .. }) => format!("unix:{}", p.path),
+        Some(_) => String::new(),
+    }
+}
+
+fn model_istio_metadata(m: Option<&model::Metadata>, out: &mut BTreeMap<String, String>) {
+    let Some(m) = m else { return };
+    for key in ["config", "subset"] {
+        if let Some(s) = m.string("istio", key) {
+            out.insert(format!("istio.{key}"), s.to_string());
+        }
+    }
+}
+
+fn model_cluster_fields(c: &model::Cluster) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    let kind = c
+        .discovery_type
+        .clone()
+        .or_else(|| c.cluster_type.as_ref().map(|t| t.name.clone()))
+        .unwrap_or_else(|| "STATIC".to_string());
+    f.insert("type".to_string(), kind);
+    f.insert("lb_policy".to_string(), c.lb_policy.clone().unwrap_or_else(|| "ROUND_ROBIN".to_string()));
+    f.insert("connect_timeout".to_string(), model_duration(c.connect_timeout.as_deref()));
+    if let Some(eds) = &c.eds_cluster_config {
+        f.insert("eds_service_name".to_string(), eds.service_name.clone());
+    }
+    if let Some(la) = &c.load_assignment {
+        let mut eps: Vec<String> = la
+            .endpoints
+            .iter()
+            .flat_map(|l| &l.lb_endpoints)
+            .map(|e| model_socket(e.endpoint.as_ref().and_then(|ep| ep.address.as_ref())))
+            .collect();
+        eps.sort();
+        f.insert("endpoints".to_string(), eps.join(","));
+    }
+    model_istio_metadata(c.metadata.as_ref(), &mut f);
+    f
+}
+
+fn model_filter_text(flt: &model::NetworkFilter) -> String {
+    let name = flt.name.as_str();
+    let Some(tc) = &flt.typed_config else { return name.to_string() };
+    if let Some(r) = &tc.rds {
+        return format!("{name}(rds={})", r.route_config_name);
+    }
+    if let Some(r) = &tc.route_config {
+        return format!("{name}(route={})", r.name);
+    }
+    if tc.type_url.ends_with("TcpProxy")
+        && let Some(c) = &tc.cluster
+    {
+        return format!("{name}(cluster={c})");
+    }
+    name.to_string()
+}
+
+fn model_listener_fields(l: &model::Listener) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    f.insert("address".to_string(), model_socket(l.address.as_ref()));
+    f.insert("use_original_dst".to_string(), l.use_original_dst.unwrap_or(false).to_string());
+    f.insert("bind_to_port".to_string(), l.bind_to_port.unwrap_or(true).to_string());
+    f.insert("traffic_direction".to_string(), l.traffic_direction.clone().unwrap_or_else(|| "UNSPECIFIED".into()));
+    for (i, chain) in l.filter_chains.iter().enumerate() {
+        let key =
+            if chain.name.is_empty() { format!("filter_chain[{i}]") } else { format!("filter_chain[{}]", chain.name) };
+        let port = chain
+            .filter_chain_match
+            .as_ref()
+            .and_then(|m| m.destination_port)
+            .map(|p| format!("port={p} "))
+            .unwrap_or_default();
+        let filters: Vec<String> = chain.filters.iter().map(model_filter_text).collect();
+        f.insert(key, format!("{port}{}", filters.join(",")));
+    }
+    f
+}
+
+fn model_route_fields(r: &model::RouteConfiguration) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    f.insert(
+        "virtual_hosts".to_string(),
+        r.virtual_hosts.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(","),
+    );
+    for vh in &r.virtual_hosts {
+        f.insert(format!("vhost[{}].domains", vh.name), vh.domains.join(","));
+        let routes: Vec<String> = vh
+            .routes
+            .iter()
+            .map(|rt| {
+                let m = &rt.matcher;
+                let m = if let Some(p) = &m.prefix {
+                    format!("prefix={p}")
+                } else if let Some(p) = &m.path {
+                    format!("path={p}")
+                } else if let Some(p) = &m.safe_regex {
+                    format!("regex={}", p.regex)
+                } else {
+                    String::new()
+                };
+                let action = match (&rt.route, &rt.redirect, &rt.direct_response) {
+                    (Some(ra), _, _) => match (&ra.cluster, &ra.weighted_clusters) {
+                        (Some(c), _) => format!("cluster={c}"),
+                        (None, Some(w)) => format!(
+                            "weighted={}",
+                            w.clusters
+                                .iter()
+                                .map(|c| format!("{}:{}", c.name, c.weight.unwrap_or(0)))
+                                .collect::<Vec<_>>()
+                                .join("+")
+                        ),
+                        (None, None) => "route".to_string(),
+                    },
+                    (None, Some(_), _) => "redirect".to_string(),
+                    (None, None, Some(d)) => format!("direct_response={}", d.status.unwrap_or(0)),
+                    (None, None, None) => String::new(),
+                };
+                let config = rt
+                    .metadata
+                    .as_ref()
+                    .and_then(|md| md.istio_config())
+                    .map(|c| format!(" config={c}"))
+                    .unwrap_or_default();
+                format!("{} {m} -> {action}{config}", rt.name)
+            })
+            .collect();
+        f.insert(format!("vhost[{}].routes", vh.name), routes.join("; "));
+    }
+    f
 }
 
 fn diff_kind(istiod: &Summaries, envoy: &Summaries) -> KindDiff {

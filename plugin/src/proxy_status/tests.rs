@@ -225,6 +225,7 @@ fn diff_compares_fields_and_names() {
         {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "dynamic_listeners": []},
         {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": []}
     ]});
+    let envoy = crate::config_dump::ConfigDump::parse(envoy.to_string().as_bytes()).unwrap();
     let envoy_side = diff::envoy_side(&envoy);
     let mut istiod_side = diff::Side::default();
     let a: BTreeMap<String, String> =
