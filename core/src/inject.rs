@@ -258,6 +258,7 @@ fn plan(
     let s_list = |key: &str| s(key).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     let orig_annotations = m("annotations").and_then(Value::as_object).unwrap_or(&empty);
     annotations::validate(orig_annotations)?;
+    let templates = template::Template::selected(orig_annotations)?;
     let orig_containers = s_list("containers");
     let orig_init = s_list("initContainers");
 
@@ -359,8 +360,16 @@ fn plan(
         prebuilt,
         reads: None,
     };
-    let hold = ctx.hold_application();
-    let rendered = ctx.render(&cluster_id, &network);
+    let hold = ctx.hold_configured();
+    let rendered = templates
+        .iter()
+        .map(|t| ctx.render_template(*t, &cluster_id, &network))
+        .reduce(template::Rendered::overlay)
+        .unwrap_or_else(|| ctx.render(&cluster_id, &network));
+    let is_proxy = |c: &Value| name_of(c) == names::CONTAINER_PROXY;
+    let proxy_is_native = rendered.init_containers.iter().any(is_proxy);
+    let proxy_is_regular = rendered.containers.iter().any(is_proxy);
+    let security_context = rendered.security_context.clone();
     let names_of = |list: &[Value]| -> Vec<String> { list.iter().map(|c| name_of(c).to_owned()).collect() };
     let status = SidecarStatus {
         init_containers: names_of(&rendered.init_containers),
@@ -422,10 +431,10 @@ fn plan(
         annotations.insert(annotations::PROXY_OVERRIDES.into(), json!(Value::Object(overrides).to_string()));
     }
     // A user's istio-proxy in the other list moved to where the template put it.
-    if native {
-        containers.retain(|c| name_of(c) != names::CONTAINER_PROXY);
-    } else {
-        init.retain(|c| name_of(c) != names::CONTAINER_PROXY);
+    if proxy_is_native {
+        containers.retain(|c| !is_proxy(c));
+    } else if proxy_is_regular {
+        init.retain(|c| !is_proxy(c));
     }
 
     // Post-processing, in Istio's order: cluster env, Prometheus merge, probe rewrite, metadata.
@@ -526,6 +535,11 @@ fn plan(
     ops.list("/spec/initContainers", s("initContainers"), init, &ours);
     ops.list("/spec/containers", s("containers"), containers, &ours);
     ops.list("/spec/volumes", s("volumes"), volumes, &|_| false);
+    if let Some(more) = security_context {
+        let mut merged = s("securityContext").cloned().unwrap_or_else(|| json!({}));
+        merge::merge(&mut merged, &more);
+        ops.set("/spec/securityContext", s("securityContext"), merged);
+    }
     ops.list("/spec/imagePullSecrets", s("imagePullSecrets"), pull_secrets, &|_| false);
     Ok(ops.0)
 }
