@@ -23,6 +23,7 @@ mod owner;
 mod patch;
 mod policy;
 mod probe;
+mod prometheus;
 pub mod quantity;
 mod template;
 
@@ -237,9 +238,6 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-const PROMETHEUS_SCRAPE: &str = "prometheus.io/scrape";
-const PROMETHEUS_PORT: &str = "prometheus.io/port";
-const PROMETHEUS_PATH: &str = "prometheus.io/path";
 const ENV_PROMETHEUS: &str = "ISTIO_PROMETHEUS_ANNOTATIONS";
 const ENV_PROBERS: &str = "ISTIO_KUBE_APP_PROBERS";
 
@@ -286,8 +284,8 @@ fn plan(
     let mut labels = m("labels").and_then(Value::as_object).cloned().unwrap_or_default();
     let target_port = ports::AGENT_STATUS.to_string();
     if prev.is_some() {
-        if annotations.get(PROMETHEUS_PORT).and_then(Value::as_str) == Some(target_port.as_str()) {
-            for key in [PROMETHEUS_SCRAPE, PROMETHEUS_PORT, PROMETHEUS_PATH] {
+        if annotations.get(prometheus::PORT).and_then(Value::as_str) == Some(target_port.as_str()) {
+            for key in [prometheus::SCRAPE, prometheus::PORT, prometheus::PATH] {
                 annotations.remove(key);
             }
         }
@@ -450,22 +448,14 @@ fn plan(
         Some(v) => parse_bool(v).unwrap_or(cfg.enable_prometheus_merge),
         None => cfg.enable_prometheus_merge,
     };
-    let ann = |a: &Map<String, Value>, k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let scrape = ann(&annotations, PROMETHEUS_SCRAPE);
-    if merge_metrics && scrape.to_lowercase() != "false" && ann(&annotations, PROMETHEUS_PORT) != target_port {
-        let (path, port) = (ann(&annotations, PROMETHEUS_PATH), ann(&annotations, PROMETHEUS_PORT));
-        if !scrape.is_empty() || !path.is_empty() || !port.is_empty() {
-            let mut sc = Map::new();
-            sc.insert("scrape".into(), json!(scrape));
-            sc.insert("path".into(), json!(path));
-            sc.insert("port".into(), json!(port));
-            sidecar_env.push(json!({"name": ENV_PROMETHEUS, "value": Value::Object(sc).to_string()}));
+    if merge_metrics && prometheus::scrape(&annotations) && prometheus::port(&annotations) != Some(target_port.as_str())
+    {
+        if let Some(scrape) = prometheus::scrape_configuration(&annotations) {
+            sidecar_env.push(json!({"name": ENV_PROMETHEUS, "value": scrape}));
         } else if let Some(old) = &old_prometheus {
             sidecar_env.push(json!({"name": ENV_PROMETHEUS, "value": old}));
         }
-        annotations.insert(PROMETHEUS_PORT.into(), json!(target_port));
-        annotations.insert(PROMETHEUS_PATH.into(), json!("/stats/prometheus"));
-        annotations.insert(PROMETHEUS_SCRAPE.into(), json!("true"));
+        prometheus::point_at_agent(&mut annotations, &target_port);
     }
     if probe::enabled(&annotations, cfg.rewrite_app_http_probe) {
         let status_port = annotations

@@ -288,6 +288,27 @@ fn prometheus_annotations_move_into_the_agent() {
     assert_eq!(again, out);
 }
 
+/// Prometheus annotation names match after label-name sanitising, as Istio matches them.
+#[test]
+fn prometheus_annotations_match_in_any_spelling() {
+    let mut pod = hello();
+    pod["metadata"]["annotations"] = json!({"prometheus.io.scrape": "false"});
+    let out = injected(&pod, &InjectConfig::default());
+    assert!(out["metadata"]["annotations"].get("prometheus.io/port").is_none(), "scrape false: no merge");
+    assert!(env(&out, "ISTIO_PROMETHEUS_ANNOTATIONS").is_none());
+    pod["metadata"]["annotations"] = json!({"prometheus-io/port": "9090", "prometheus.io.path": "/m"});
+    let out = injected(&pod, &InjectConfig::default());
+    let annotations = out["metadata"]["annotations"].as_object().unwrap();
+    assert!(!annotations.contains_key("prometheus-io/port") && !annotations.contains_key("prometheus.io.path"));
+    assert_eq!(annotations["prometheus.io/port"], "15020");
+    let sc: Value = serde_json::from_str(env(&out, "ISTIO_PROMETHEUS_ANNOTATIONS").unwrap()).unwrap();
+    assert_eq!(sc, json!({"scrape": "", "path": "/m", "port": "9090"}));
+    // Already pointed at the agent in another spelling: left alone.
+    pod["metadata"]["annotations"] = json!({"prometheus.io.port": "15020"});
+    let out = injected(&pod, &InjectConfig::default());
+    assert!(out["metadata"]["annotations"].get("prometheus.io/path").is_none());
+}
+
 #[test]
 fn resources_from_annotations_are_canonical() {
     let mut pod = hello();
