@@ -23,6 +23,7 @@ mod owner;
 mod patch;
 mod policy;
 mod probe;
+mod prometheus;
 pub mod quantity;
 mod template;
 
@@ -237,9 +238,6 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-const PROMETHEUS_SCRAPE: &str = "prometheus.io/scrape";
-const PROMETHEUS_PORT: &str = "prometheus.io/port";
-const PROMETHEUS_PATH: &str = "prometheus.io/path";
 const ENV_PROMETHEUS: &str = "ISTIO_PROMETHEUS_ANNOTATIONS";
 const ENV_PROBERS: &str = "ISTIO_KUBE_APP_PROBERS";
 
@@ -258,6 +256,7 @@ fn plan(
     let s_list = |key: &str| s(key).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     let orig_annotations = m("annotations").and_then(Value::as_object).unwrap_or(&empty);
     annotations::validate(orig_annotations)?;
+    let templates = template::Template::selected(orig_annotations)?;
     let orig_containers = s_list("containers");
     let orig_init = s_list("initContainers");
 
@@ -285,8 +284,8 @@ fn plan(
     let mut labels = m("labels").and_then(Value::as_object).cloned().unwrap_or_default();
     let target_port = ports::AGENT_STATUS.to_string();
     if prev.is_some() {
-        if annotations.get(PROMETHEUS_PORT).and_then(Value::as_str) == Some(target_port.as_str()) {
-            for key in [PROMETHEUS_SCRAPE, PROMETHEUS_PORT, PROMETHEUS_PATH] {
+        if annotations.get(prometheus::PORT).and_then(Value::as_str) == Some(target_port.as_str()) {
+            for key in [prometheus::SCRAPE, prometheus::PORT, prometheus::PATH] {
                 annotations.remove(key);
             }
         }
@@ -359,8 +358,16 @@ fn plan(
         prebuilt,
         reads: None,
     };
-    let hold = ctx.hold_application();
-    let rendered = ctx.render(&cluster_id, &network);
+    let hold = ctx.hold_configured();
+    let rendered = templates
+        .iter()
+        .map(|t| ctx.render_template(*t, &cluster_id, &network))
+        .reduce(template::Rendered::overlay)
+        .unwrap_or_else(|| ctx.render(&cluster_id, &network));
+    let is_proxy = |c: &Value| name_of(c) == names::CONTAINER_PROXY;
+    let proxy_is_native = rendered.init_containers.iter().any(is_proxy);
+    let proxy_is_regular = rendered.containers.iter().any(is_proxy);
+    let security_context = rendered.security_context.clone();
     let names_of = |list: &[Value]| -> Vec<String> { list.iter().map(|c| name_of(c).to_owned()).collect() };
     let status = SidecarStatus {
         init_containers: names_of(&rendered.init_containers),
@@ -422,10 +429,10 @@ fn plan(
         annotations.insert(annotations::PROXY_OVERRIDES.into(), json!(Value::Object(overrides).to_string()));
     }
     // A user's istio-proxy in the other list moved to where the template put it.
-    if native {
-        containers.retain(|c| name_of(c) != names::CONTAINER_PROXY);
-    } else {
-        init.retain(|c| name_of(c) != names::CONTAINER_PROXY);
+    if proxy_is_native {
+        containers.retain(|c| !is_proxy(c));
+    } else if proxy_is_regular {
+        init.retain(|c| !is_proxy(c));
     }
 
     // Post-processing, in Istio's order: cluster env, Prometheus merge, probe rewrite, metadata.
@@ -441,22 +448,14 @@ fn plan(
         Some(v) => parse_bool(v).unwrap_or(cfg.enable_prometheus_merge),
         None => cfg.enable_prometheus_merge,
     };
-    let ann = |a: &Map<String, Value>, k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let scrape = ann(&annotations, PROMETHEUS_SCRAPE);
-    if merge_metrics && scrape.to_lowercase() != "false" && ann(&annotations, PROMETHEUS_PORT) != target_port {
-        let (path, port) = (ann(&annotations, PROMETHEUS_PATH), ann(&annotations, PROMETHEUS_PORT));
-        if !scrape.is_empty() || !path.is_empty() || !port.is_empty() {
-            let mut sc = Map::new();
-            sc.insert("scrape".into(), json!(scrape));
-            sc.insert("path".into(), json!(path));
-            sc.insert("port".into(), json!(port));
-            sidecar_env.push(json!({"name": ENV_PROMETHEUS, "value": Value::Object(sc).to_string()}));
+    if merge_metrics && prometheus::scrape(&annotations) && prometheus::port(&annotations) != Some(target_port.as_str())
+    {
+        if let Some(scrape) = prometheus::scrape_configuration(&annotations) {
+            sidecar_env.push(json!({"name": ENV_PROMETHEUS, "value": scrape}));
         } else if let Some(old) = &old_prometheus {
             sidecar_env.push(json!({"name": ENV_PROMETHEUS, "value": old}));
         }
-        annotations.insert(PROMETHEUS_PORT.into(), json!(target_port));
-        annotations.insert(PROMETHEUS_PATH.into(), json!("/stats/prometheus"));
-        annotations.insert(PROMETHEUS_SCRAPE.into(), json!("true"));
+        prometheus::point_at_agent(&mut annotations, &target_port);
     }
     if probe::enabled(&annotations, cfg.rewrite_app_http_probe) {
         let status_port = annotations
@@ -526,6 +525,11 @@ fn plan(
     ops.list("/spec/initContainers", s("initContainers"), init, &ours);
     ops.list("/spec/containers", s("containers"), containers, &ours);
     ops.list("/spec/volumes", s("volumes"), volumes, &|_| false);
+    if let Some(more) = security_context {
+        let mut merged = s("securityContext").cloned().unwrap_or_else(|| json!({}));
+        merge::merge(&mut merged, &more);
+        ops.set("/spec/securityContext", s("securityContext"), merged);
+    }
     ops.list("/spec/imagePullSecrets", s("imagePullSecrets"), pull_secrets, &|_| false);
     Ok(ops.0)
 }

@@ -7,6 +7,8 @@ pub const LABEL_ISTIO_INJECTION: &str = "istio-injection";
 pub const ISTIO_REV: &str = "istio.io/rev";
 /// Per-pod injection switch, as a label (wins) or an annotation: `"true"` or `"false"`.
 pub const SIDECAR_INJECT: &str = "sidecar.istio.io/inject";
+/// The comma list of injection templates to render, in order (`sidecar` when absent).
+pub const INJECT_TEMPLATES: &str = "inject.istio.io/templates";
 /// What the injector added, in [`crate::status::SidecarStatus`]'s JSON shape.
 pub const SIDECAR_STATUS: &str = "sidecar.istio.io/status";
 /// Interception mode: `REDIRECT`, `TPROXY` or `NONE`.

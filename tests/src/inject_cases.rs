@@ -42,12 +42,21 @@ pub fn cases_dir() -> anyhow::Result<PathBuf> {
     Ok(crate::shared_dir()?.join("conformance/istio-inject"))
 }
 
-/// Loads every case of cases.yaml.
+/// The case files: cases.yaml and cases-templates.yaml (Istio's non-sidecar templates).
+pub const CASE_FILES: [&str; 2] = ["cases.yaml", "cases-templates.yaml"];
+
+/// Loads every case of every file of [`CASE_FILES`].
 pub fn load_cases() -> anyhow::Result<Vec<Case>> {
     let dir = cases_dir()?;
-    let cases: Value = serde_saphyr::from_str(&std::fs::read_to_string(dir.join("cases.yaml"))?)?;
-    let cases = cases["cases"].as_array().context("cases.yaml without cases")?;
-    cases.iter().map(|case| load_case(&dir, case)).collect()
+    let mut out = Vec::new();
+    for file in CASE_FILES {
+        let cases: Value = serde_saphyr::from_str(&std::fs::read_to_string(dir.join(file))?)?;
+        let cases = cases["cases"].as_array().with_context(|| format!("{file} without cases"))?;
+        for case in cases {
+            out.push(load_case(&dir, case).context(file)?);
+        }
+    }
+    Ok(out)
 }
 
 fn load_case(dir: &Path, case: &Value) -> anyhow::Result<Case> {

@@ -187,3 +187,38 @@ fn bad_input_fails_with_exit_1_naming_the_problem() {
     // A bad flag value is a usage error (clap's exit code 2).
     plugin().args(["-f", "-", "--native-sidecars", "sometimes"]).assert().code(2);
 }
+
+/// `kubectl mesh inject -f` renders Istio's other stock templates as the webhook does: every case of
+/// cases-templates.yaml, injected from its input file, matches Istio's golden output.
+#[test]
+fn stock_templates_match_istio_through_the_cli() -> anyhow::Result<()> {
+    use mesh_tests::inject_cases;
+    let dir = inject_cases::cases_dir()?;
+    let index: Value = serde_saphyr::from_str(&std::fs::read_to_string(dir.join("cases-templates.yaml"))?)?;
+    let cases = index["cases"].as_array().ok_or_else(|| anyhow::anyhow!("cases-templates.yaml without cases"))?;
+    assert!(!cases.is_empty(), "cases-templates.yaml lists no case");
+    let tmp = tempfile::tempdir()?;
+    for case in cases {
+        let name = case["name"].as_str().unwrap_or_default();
+        let input = dir.join(case["input"].as_str().unwrap_or_default());
+        let golden = std::fs::read_to_string(dir.join(case["golden"].as_str().unwrap_or_default()))?;
+        let config = tmp.path().join(format!("{name}.config.yaml"));
+        std::fs::write(&config, inject_cases::config_yaml(case.get("settings"))?)?;
+        let out = plugin()
+            .args(["-f", &input.display().to_string(), "--config", &config.display().to_string()])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let got: Vec<Value> = docs(&out).iter().filter_map(inject_cases::to_pod).collect();
+        let want: Vec<Value> =
+            inject_cases::flatten(inject_cases::yaml_docs(&golden)?).iter().filter_map(inject_cases::to_pod).collect();
+        assert_eq!(got.len(), want.len(), "{name}: pod count");
+        for (got, want) in got.iter().zip(&want) {
+            let diffs = inject_cases::compare(got, want)?;
+            assert!(diffs.is_empty(), "{name}: {} differences:\n  {}", diffs.len(), diffs.join("\n  "));
+        }
+    }
+    Ok(())
+}

@@ -14,6 +14,58 @@ use super::quantity;
 use crate::capture::{CaptureConfig, CidrList, InterceptionMode, PortList, split_list};
 use crate::{names, ports};
 
+mod gateway;
+mod grpc;
+
+/// Istio's stock injection templates, chosen by the pod's `inject.istio.io/templates` annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    /// `sidecar`: the init container and `istio-proxy` next to the app (the default).
+    Sidecar,
+    /// `gateway`: the pod's own `istio-proxy` runs as a router; no init container.
+    Gateway,
+    /// `grpc-agent`: proxyless gRPC with the agent (no Envoy) for certificates and xDS.
+    GrpcAgent,
+    /// `grpc-simple`: proxyless gRPC with a bootstrap file written by an init container.
+    GrpcSimple,
+}
+
+impl Template {
+    /// Every template with its name, sorted by name.
+    pub const ALL: [(&'static str, Template); 4] = [
+        ("gateway", Template::Gateway),
+        ("grpc-agent", Template::GrpcAgent),
+        ("grpc-simple", Template::GrpcSimple),
+        ("sidecar", Template::Sidecar),
+    ];
+
+    /// The template called `name`.
+    pub fn from_name(name: &str) -> Option<Template> {
+        Template::ALL.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    }
+
+    /// The templates a pod asks for: the `inject.istio.io/templates` comma list (each name trimmed,
+    /// in order), else `sidecar`. An unknown name is an error naming it and the known ones.
+    pub fn selected(annotations: &Map<String, Value>) -> Result<Vec<Template>, String> {
+        let Some(list) = annotations.get(names::INJECT_TEMPLATES).and_then(Value::as_str) else {
+            return Ok(vec![Template::Sidecar]);
+        };
+        list.split(',')
+            .map(str::trim)
+            .map(|name| {
+                Template::from_name(name).ok_or_else(|| {
+                    let known: Vec<&str> = Template::ALL.iter().map(|(n, _)| *n).collect();
+                    format!(
+                        "invalid annotation {}={list:?}: requested template {name:?} not found; have {}",
+                        names::INJECT_TEMPLATES,
+                        known.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
 /// Everything the template reads, resolved from the pod, its annotations and the config.
 pub struct Context<'a> {
     /// The settings.
@@ -138,6 +190,47 @@ pub struct Rendered {
     pub volumes: Vec<Value>,
     /// Image pull secrets (names).
     pub image_pull_secrets: Vec<String>,
+    /// The pod's `spec.securityContext` fields to merge in, if any.
+    pub security_context: Option<Value>,
+}
+
+impl Rendered {
+    /// Overlays `next` (a later template) on this one, as Istio merges its templates' output: a
+    /// strategic merge where the later template's values win and keyed lists merge by key.
+    pub fn overlay(mut self, next: Rendered) -> Rendered {
+        let Rendered {
+            labels,
+            annotations,
+            init_containers,
+            containers,
+            volumes,
+            image_pull_secrets,
+            security_context,
+        } = next;
+        for (list, more) in [(&mut self.labels, labels), (&mut self.annotations, annotations)] {
+            for (k, v) in more {
+                match list.iter_mut().find(|(key, _)| *key == k) {
+                    Some(slot) => slot.1 = v,
+                    None => list.push((k, v)),
+                }
+            }
+        }
+        super::merge::merge_list(&mut self.init_containers, init_containers, "name");
+        super::merge::merge_list(&mut self.containers, containers, "name");
+        super::merge::merge_list(&mut self.volumes, volumes, "name");
+        let mut secrets = std::mem::take(&mut self.image_pull_secrets);
+        secrets.retain(|s| !image_pull_secrets.contains(s));
+        self.image_pull_secrets = image_pull_secrets;
+        self.image_pull_secrets.extend(secrets);
+        self.security_context = match (self.security_context, security_context) {
+            (Some(mut sc), Some(more)) => {
+                super::merge::merge(&mut sc, &more);
+                Some(sc)
+            }
+            (sc, more) => more.or(sc),
+        };
+        self
+    }
 }
 
 impl Context<'_> {
@@ -179,6 +272,12 @@ impl Context<'_> {
         if let Some(mode) = self.ann(names::INTERCEPTION_MODE) {
             return mode;
         }
+        self.proxy_config_interception_mode()
+    }
+
+    /// The ProxyConfig's interception mode (`proxy.istio.io/config`, then the config), which the
+    /// templates other than `sidecar` read.
+    fn proxy_config_interception_mode(&self) -> &str {
         match self.proxy_config.get("interceptionMode").and_then(Value::as_str) {
             Some(mode) => mode,
             None => match self.cfg.interception_mode {
@@ -202,8 +301,14 @@ impl Context<'_> {
 
     /// Whether the app waits for the proxy (only for a regular-container proxy).
     pub fn hold_application(&self) -> bool {
+        self.hold_configured() && !self.native
+    }
+
+    /// Whether the ProxyConfig or the config asks the app to wait for the proxy; a regular-container
+    /// proxy then goes first, whichever template rendered it.
+    pub fn hold_configured(&self) -> bool {
         let from_proxy_config = self.proxy_config.get("holdApplicationUntilProxyStarts").and_then(Value::as_bool);
-        (from_proxy_config == Some(true) || self.cfg.hold_application_until_proxy_starts) && !self.native
+        from_proxy_config == Some(true) || self.cfg.hold_application_until_proxy_starts
     }
 
     /// The status port as the template sees it (annotation, then config).
@@ -488,7 +593,6 @@ impl Context<'_> {
     }
 
     fn proxy_env(&self, cluster_id: &str, network: &str) -> Vec<Value> {
-        let cfg = self.cfg;
         let field = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}});
         let value = |name: &str, v: &str| json!({"name": name, "value": v});
         let mut env = self.env_head();
@@ -515,6 +619,15 @@ impl Context<'_> {
         if self.ann(BOOTSTRAP_OVERRIDE).is_some() {
             env.push(value("ISTIO_BOOTSTRAP_OVERRIDE", "/etc/istio/custom-bootstrap/custom_bootstrap.json"));
         }
+        self.push_mesh_env(&mut env);
+        env.extend(self.metadata_env());
+        env
+    }
+
+    /// `ISTIO_META_MESH_ID` (the mesh id, else the trust domain) and `TRUST_DOMAIN`.
+    fn push_mesh_env(&self, env: &mut Vec<Value>) {
+        let cfg = self.cfg;
+        let value = |name: &str, v: &str| json!({"name": name, "value": v});
         if !cfg.mesh_id.is_empty() {
             env.push(value("ISTIO_META_MESH_ID", &cfg.mesh_id));
         } else if !cfg.trust_domain.is_empty() {
@@ -523,8 +636,27 @@ impl Context<'_> {
         if !cfg.trust_domain.is_empty() {
             env.push(value("TRUST_DOMAIN", &cfg.trust_domain));
         }
-        env.extend(self.metadata_env());
-        env
+    }
+
+    /// The `--domain` and log level arguments every proxy gets after its mode (`sidecar`, `router`).
+    fn proxy_args(&self, mode: &str) -> Vec<Value> {
+        let cfg = self.cfg;
+        let mut args = vec![
+            json!("proxy"),
+            json!(mode),
+            json!("--domain"),
+            json!(format!("$(POD_NAMESPACE).svc.{}", cfg.cluster_domain)),
+            json!(format!("--proxyLogLevel={}", self.annotation(names::LOG_LEVEL, &cfg.proxy.log_level))),
+            json!(format!(
+                "--proxyComponentLogLevel={}",
+                self.annotation(names::COMPONENT_LOG_LEVEL, &cfg.proxy.component_log_level)
+            )),
+            json!(format!("--log_output_level={}", self.agent_log_level())),
+        ];
+        if cfg.log_as_json {
+            args.push(json!("--log_as_json"));
+        }
+        args
     }
 
     fn proxy_container(&self, cluster_id: &str, network: &str) -> Value {
@@ -555,22 +687,7 @@ impl Context<'_> {
             "ports".into(),
             json!([{"containerPort": ports::ENVOY_PROMETHEUS, "protocol": "TCP", "name": "http-envoy-prom"}]),
         );
-        let mut args = vec![
-            json!("proxy"),
-            json!("sidecar"),
-            json!("--domain"),
-            json!(format!("$(POD_NAMESPACE).svc.{}", cfg.cluster_domain)),
-            json!(format!("--proxyLogLevel={}", self.annotation(names::LOG_LEVEL, &cfg.proxy.log_level))),
-            json!(format!(
-                "--proxyComponentLogLevel={}",
-                self.annotation(names::COMPONENT_LOG_LEVEL, &cfg.proxy.component_log_level)
-            )),
-            json!(format!("--log_output_level={}", self.agent_log_level())),
-        ];
-        if cfg.log_as_json {
-            args.push(json!("--log_as_json"));
-        }
-        c.insert("args".into(), Value::Array(args));
+        c.insert("args".into(), Value::Array(self.proxy_args("sidecar")));
         if self.hold_application() {
             c.insert("lifecycle".into(), json!({"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}}));
         } else if self.native {
@@ -730,6 +847,13 @@ impl Context<'_> {
 
     fn labels_out(&self) -> Vec<(String, String)> {
         let tls = self.label(names::LABEL_TLS_MODE).unwrap_or("istio");
+        let mut out = vec![(names::LABEL_TLS_MODE.into(), tls.into())];
+        out.extend(self.canonical_labels());
+        out
+    }
+
+    /// The canonical service name and revision labels, from the pod's labels or its workload.
+    fn canonical_labels(&self) -> Vec<(String, String)> {
         let name = self
             .label(names::LABEL_CANONICAL_NAME)
             .or_else(|| self.label("app.kubernetes.io/name"))
@@ -743,13 +867,13 @@ impl Context<'_> {
             .or_else(|| self.label("version"))
             .unwrap_or("latest");
         vec![
-            (names::LABEL_TLS_MODE.into(), tls.into()),
             (names::LABEL_CANONICAL_NAME.into(), name.into()),
             (names::LABEL_CANONICAL_REVISION.into(), revision.into()),
         ]
     }
 
-    fn annotations_out(&self) -> Vec<(String, String)> {
+    /// The revision and, unless set, the default (logs) container annotations: every template's first.
+    fn revision_annotations(&self) -> Vec<(String, String)> {
         let cfg = self.cfg;
         let rev = if cfg.revision.is_empty() { "default" } else { &cfg.revision };
         let mut out = vec![(names::ISTIO_REV.to_owned(), rev.to_owned())];
@@ -760,6 +884,12 @@ impl Context<'_> {
                 }
             }
         }
+        out
+    }
+
+    fn annotations_out(&self) -> Vec<(String, String)> {
+        let cfg = self.cfg;
+        let mut out = self.revision_annotations();
         if cfg.cni.enabled {
             if cfg.cni.provider == "multus" {
                 let networks = append_multus_network(self.ann("k8s.v1.cni.cncf.io/networks").unwrap_or(""));
@@ -819,6 +949,17 @@ impl Context<'_> {
             containers,
             volumes: self.volumes(),
             image_pull_secrets: self.cfg.image_pull_secrets.clone(),
+            security_context: None,
+        }
+    }
+
+    /// Renders one of the stock templates for this pod.
+    pub fn render_template(&self, template: Template, cluster_id: &str, network: &str) -> Rendered {
+        match template {
+            Template::Sidecar => self.render(cluster_id, network),
+            Template::Gateway => self.render_gateway(cluster_id, network),
+            Template::GrpcAgent => self.render_grpc_agent(cluster_id, network),
+            Template::GrpcSimple => self.render_grpc_simple(),
         }
     }
 }

@@ -288,6 +288,27 @@ fn prometheus_annotations_move_into_the_agent() {
     assert_eq!(again, out);
 }
 
+/// Prometheus annotation names match after label-name sanitising, as Istio matches them.
+#[test]
+fn prometheus_annotations_match_in_any_spelling() {
+    let mut pod = hello();
+    pod["metadata"]["annotations"] = json!({"prometheus.io.scrape": "false"});
+    let out = injected(&pod, &InjectConfig::default());
+    assert!(out["metadata"]["annotations"].get("prometheus.io/port").is_none(), "scrape false: no merge");
+    assert!(env(&out, "ISTIO_PROMETHEUS_ANNOTATIONS").is_none());
+    pod["metadata"]["annotations"] = json!({"prometheus-io/port": "9090", "prometheus.io.path": "/m"});
+    let out = injected(&pod, &InjectConfig::default());
+    let annotations = out["metadata"]["annotations"].as_object().unwrap();
+    assert!(!annotations.contains_key("prometheus-io/port") && !annotations.contains_key("prometheus.io.path"));
+    assert_eq!(annotations["prometheus.io/port"], "15020");
+    let sc: Value = serde_json::from_str(env(&out, "ISTIO_PROMETHEUS_ANNOTATIONS").unwrap()).unwrap();
+    assert_eq!(sc, json!({"scrape": "", "path": "/m", "port": "9090"}));
+    // Already pointed at the agent in another spelling: left alone.
+    pod["metadata"]["annotations"] = json!({"prometheus.io.port": "15020"});
+    let out = injected(&pod, &InjectConfig::default());
+    assert!(out["metadata"]["annotations"].get("prometheus.io/path").is_none());
+}
+
 #[test]
 fn resources_from_annotations_are_canonical() {
     let mut pod = hello();
@@ -331,6 +352,60 @@ fn shape_errors_are_denied_not_panics() {
     }
     assert_eq!(inject(&json!(null), &req(), &InjectConfig::default()), Decision::Skip(SkipReason::NotAPod));
     assert_eq!(inject(&json!({"spec": {}}), &req(), &InjectConfig::default()), Decision::Skip(SkipReason::NotAPod));
+}
+
+fn with_templates(pod: &Value, templates: &str) -> Value {
+    let mut pod = pod.clone();
+    pod["metadata"]["annotations"] = json!({ names::INJECT_TEMPLATES: templates });
+    pod
+}
+
+#[test]
+fn unknown_template_is_denied_naming_it() {
+    let d = inject(&with_templates(&hello(), "sidecar,nope"), &req(), &InjectConfig::default());
+    let Decision::Deny(message) = d else { panic!("want a denial, got {d:?}") };
+    assert!(message.contains("\"nope\" not found"), "{message}");
+    assert!(message.contains("gateway, grpc-agent, grpc-simple, sidecar"), "{message}");
+    let d = inject(&with_templates(&hello(), ""), &req(), &InjectConfig::default());
+    assert!(matches!(d, Decision::Deny(_)), "an empty template name is unknown too: {d:?}");
+}
+
+#[test]
+fn templates_apply_in_order_and_merge() {
+    // The sidecar, then grpc-simple on top: both templates' containers, env merged into the app's.
+    let pod = injected(&with_templates(&hello(), "sidecar, grpc-simple"), &InjectConfig::default());
+    assert_eq!(names_at(&pod, "initContainers"), ["istio-init", "istio-proxy", "grpc-bootstrap-init"]);
+    assert_eq!(names_at(&pod, "containers"), ["hello"]);
+    assert_eq!(
+        env_value(&pod["spec"]["containers"][0], "GRPC_XDS_BOOTSTRAP"),
+        Some("/var/lib/grpc/data/bootstrap.json")
+    );
+    assert_eq!(pod["metadata"]["annotations"][names::REWRITE_APP_HTTP_PROBERS], "false");
+    assert_eq!(pod["metadata"]["labels"][names::LABEL_TLS_MODE], "istio");
+    let status = SidecarStatus::parse(pod["metadata"]["annotations"][names::SIDECAR_STATUS].as_str().unwrap()).unwrap();
+    // The status lists the merged templates' lists: a strategic merge puts the later template's first.
+    assert_eq!(status.init_containers, ["grpc-bootstrap-init", "istio-init", "istio-proxy"]);
+    assert_eq!(status.containers, ["hello"]);
+    assert!(status.volumes.iter().any(|v| v == "grpc-io-proxyless-bootstrap"), "{:?}", status.volumes);
+    // grpc-simple alone: no proxy, no capture, no mesh labels.
+    let pod = injected(&with_templates(&hello(), "grpc-simple"), &InjectConfig::default());
+    assert_eq!(names_at(&pod, "initContainers"), ["grpc-bootstrap-init"]);
+    assert!(pod["metadata"]["labels"].get(names::LABEL_TLS_MODE).is_none());
+}
+
+#[test]
+fn gateway_keeps_the_proxy_a_regular_container_and_reinjects_idempotently() {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "gw", "annotations": {names::INJECT_TEMPLATES: "gateway"}},
+        "spec": {"containers": [{"name": "istio-proxy", "image": "auto"}]}});
+    // Native sidecars are on: the gateway template still puts the proxy among the containers.
+    let once = injected(&pod, &InjectConfig::default());
+    assert_eq!(names_at(&once, "containers"), ["istio-proxy"]);
+    assert!(names_at(&once, "initContainers").is_empty());
+    assert_eq!(once["spec"]["containers"][0]["args"][1], "router");
+    assert_eq!(once["spec"]["containers"][0]["image"], DEFAULT_PROXY_IMAGE);
+    assert_eq!(once["spec"]["securityContext"]["sysctls"][0]["name"], "net.ipv4.ip_unprivileged_port_start");
+    assert_eq!(injected(&once, &InjectConfig::default()), once);
 }
 
 fn arb_container(prefix: &'static str) -> impl Strategy<Value = Value> {
@@ -525,7 +600,8 @@ proptest! {
 }
 
 /// Every annotation the template reads, for [`injector_answers_as_inject`].
-const TEMPLATE_KEYS: [&str; 29] = [
+const TEMPLATE_KEYS: [&str; 30] = [
+    names::INJECT_TEMPLATES,
     names::INTERCEPTION_MODE,
     names::NATIVE_SIDECAR,
     names::PROXY_IMAGE,
@@ -558,7 +634,10 @@ const TEMPLATE_KEYS: [&str; 29] = [
 ];
 
 /// Values for [`TEMPLATE_KEYS`]; many are invalid for most keys, which must deny the same way.
-const TEMPLATE_VALUES: [&str; 16] = [
+const TEMPLATE_VALUES: [&str; 19] = [
+    "gateway",
+    "grpc-agent",
+    "sidecar, grpc-simple",
     "",
     "true",
     "false",
