@@ -7,6 +7,7 @@
 //! does, in [`selector`]. Everything here is pure: no I/O, no runtime.
 
 pub mod capture;
+pub mod documents;
 pub mod inject;
 pub mod names;
 pub mod ports;

@@ -300,26 +300,11 @@ mod crd {
 #[test]
 fn goldens_match_helm_template() {
     let golden_dir = mesh_tests::tools::repo_root().join("tests/golden/chart");
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     for set in &VALUE_SETS {
         let rendered = render_set(set).unwrap();
-        let path = golden_dir.join(format!("{}.yaml", set.name));
-        if update {
-            std::fs::create_dir_all(&golden_dir).unwrap();
-            std::fs::write(&path, &rendered).unwrap();
-            continue;
-        }
-        let golden = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
-        if golden != rendered {
-            let line = golden.lines().zip(rendered.lines()).position(|(a, b)| a != b).unwrap_or(0) + 1;
-            failures.push(format!(
-                "{} differs from helm template at line {line}: golden {:?}, rendered {:?}",
-                path.display(),
-                golden.lines().nth(line - 1).unwrap_or("<end>"),
-                rendered.lines().nth(line - 1).unwrap_or("<end>")
-            ));
+        if let Err(e) = mesh_tests::check_golden(&golden_dir.join(format!("{}.yaml", set.name)), &rendered) {
+            failures.push(e.to_string());
         }
     }
     assert!(failures.is_empty(), "{}\n(review, then run with UPDATE_GOLDEN=1)", failures.join("\n"));

@@ -12,37 +12,13 @@ fn golden_dir() -> PathBuf {
 }
 
 fn dump(name: &str) -> ConfigDump {
-    let path =
-        mesh_tests::shared_dir().expect("shared data (set MESH_SHARED)").join("fixtures/envoy-config-dumps").join(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    ConfigDump::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    let bytes = mesh_test_data::read_shared(&format!("fixtures/envoy-config-dumps/{name}")).unwrap_or_else(|e| panic!("{e}"));
+    ConfigDump::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn check(golden: &str, actual: &str) {
-    let path = golden_dir().join(golden);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(golden_dir()).expect("creating the golden directory");
-        std::fs::write(&path, actual).expect("writing the golden file");
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
-    if want != actual {
-        let diff: Vec<String> = want
-            .lines()
-            .zip(actual.lines())
-            .enumerate()
-            .filter(|(_, (a, b))| a != b)
-            .take(5)
-            .map(|(i, (a, b))| format!("line {}:\n  golden: {a}\n  actual: {b}", i + 1))
-            .collect();
-        panic!(
-            "{} differs from the output ({} vs {} lines); rerun with UPDATE_GOLDEN=1 and review the diff:\n{}",
-            path.display(),
-            want.lines().count(),
-            actual.lines().count(),
-            diff.join("\n")
-        );
+    if let Err(e) = mesh_tests::check_golden(&golden_dir().join(golden), actual) {
+        panic!("{e}");
     }
 }
 

@@ -78,15 +78,7 @@ fn iptables_transcript(case: &Case) -> Result<String> {
 }
 
 fn diff(want: &str, got: &str) -> String {
-    let w: Vec<&str> = want.lines().collect();
-    let g: Vec<&str> = got.lines().collect();
-    let i = w.iter().zip(&g).take_while(|(a, b)| a == b).count();
-    format!(
-        "first difference at line {}:\n  want: {:?}\n  got:  {:?}",
-        i + 1,
-        w.get(i).copied().unwrap_or("<end>"),
-        g.get(i).copied().unwrap_or("<end>")
-    )
+    mesh_test_data::first_differences(want, got, 3).join("\n")
 }
 
 #[test]
@@ -129,7 +121,6 @@ fn istio_iptables_and_nftables_goldens() -> Result<()> {
 #[test]
 fn project_goldens() -> Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/init_golden");
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let cases = load_cases(&dir.join("cases.yaml"))?;
     ensure!(!cases.is_empty(), "no cases in {}", dir.display());
     let mut failures = Vec::new();
@@ -137,14 +128,8 @@ fn project_goldens() -> Result<()> {
         let set = rules::build(&case.cfg, &case.facts)?;
         for (kind, got) in [("iptables", iptables_transcript(case)?), ("nft", rules::nft::transaction(&set))] {
             let path = dir.join(format!("{}.{kind}.golden", case.name));
-            if update {
-                std::fs::write(&path, format!("{}\n", got.trim()))?;
-                continue;
-            }
-            let want = std::fs::read_to_string(&path)
-                .with_context(|| format!("{} (run with UPDATE_GOLDEN=1 to create it)", path.display()))?;
-            if want.trim() != got.trim() {
-                failures.push(format!("{kind} {}: {}", case.name, diff(want.trim(), got.trim())));
+            if let Err(e) = mesh_tests::check_golden(&path, &format!("{}\n", got.trim())) {
+                failures.push(format!("{kind} {}: {e}", case.name));
             }
         }
     }

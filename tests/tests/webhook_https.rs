@@ -216,7 +216,8 @@ async fn certificate_rotation_under_load() -> anyhow::Result<()> {
             failures
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The clients are under way before the rotation...
+    answered_at_least(&answered, 40).await?;
     kubelet_update(&tls_dir, 2, &[("tls.crt", &cert_b), ("tls.key", &key_b)])?;
     webhook.wait_metric("mesh_webhook_cert_reloads_total{result=\"ok\"}", 2.0, READY)?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -230,7 +231,9 @@ async fn certificate_rotation_under_load() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...and go on after it, across fresh handshakes with the new certificate.
+    let rotated_at = answered.load(Ordering::Relaxed);
+    answered_at_least(&answered, rotated_at + 40).await?;
     stop.store(true, Ordering::Relaxed);
     let mut failures = Vec::new();
     for client in clients {
@@ -293,7 +296,7 @@ async fn sigterm_under_load_answers_every_accepted_review() -> anyhow::Result<()
             (lost, closes)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    answered_at_least(&answered, 100).await?;
     let before = answered.load(Ordering::Relaxed);
     let signalled = Instant::now();
     webhook.sigterm()?;
@@ -313,5 +316,17 @@ async fn sigterm_under_load_answers_every_accepted_review() -> anyhow::Result<()
     assert!(closes > 0, "no response carried Connection: close during the drain");
     let drained = webhook.wait_logs("drained", 1, READY)?.remove(0);
     assert_eq!(drained["abandoned_connections"], 0, "{drained}");
+    Ok(())
+}
+
+/// Waits (polling, at most 30 s) until the clients have had `n` reviews answered.
+async fn answered_at_least(answered: &AtomicU64, n: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.load(Ordering::Relaxed) < n {
+        if Instant::now() > deadline {
+            bail!("only {} of {n} reviews answered within 30 s", answered.load(Ordering::Relaxed));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(())
 }
