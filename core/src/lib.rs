@@ -6,6 +6,7 @@
 //! `sidecar.istio.io/status` annotation lives in [`status`]. Everything here is pure: no I/O, no runtime.
 
 pub mod capture;
+pub mod duration;
 pub mod inject;
 pub mod names;
 pub mod ports;

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use mesh_core::inject::{Decision, InjectConfig, InjectRequest, Injector, NativeSidecars, Workload};
 use serde_json::{Map, Value, json};
 
-use crate::cli::EXIT_OK;
+use crate::exit::OK as EXIT_OK;
 
 /// Flags of `kubectl mesh inject`.
 #[derive(Debug, Args)]

@@ -4,9 +4,11 @@
 //! model and render it to a `String`; nothing below `run` prints.
 
 pub mod cli;
+pub mod cluster;
 pub mod config_dump;
+pub mod exit;
 pub mod explain;
 pub mod inject;
 pub mod proxy_status;
 
-pub use cli::{Cli, run};
+pub use cli::{Cli, main_with, run};

@@ -13,7 +13,8 @@ use prost::Message;
 use serde_json::json;
 
 use super::model::{self, Filter, InjectedPod, IstiodResult, Status, XdsType};
-use super::{diff, parse_duration, parse_pod, render};
+use super::{diff, parse_pod, render};
+use crate::cluster::parse_timeout as parse_duration;
 
 fn fixture(name: &str) -> String {
     let dir = match std::env::var_os("MESH_SHARED") {
