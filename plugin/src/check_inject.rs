@@ -18,7 +18,7 @@ use mesh_core::{SidecarStatus, names};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::cli::{EXIT_OK, EXIT_PROBLEM};
+use crate::exit::{OK as EXIT_OK, PROBLEM as EXIT_PROBLEM};
 
 /// `kubectl mesh check-inject`.
 #[derive(Debug, Clone, Args)]

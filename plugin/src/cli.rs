@@ -1,13 +1,10 @@
-//! The command line: subcommands, their flags, and the exit codes.
+//! The command line: subcommands and their flags; [`run`] builds the one async runtime the cluster
+//! commands share.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// Exit code: success, everything in order.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: the command itself failed (bad input, unreachable server, ...).
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code: the command worked and found a problem (e.g. a proxy that is not synced).
-pub const EXIT_PROBLEM: u8 = 2;
+use crate::exit;
 
 /// kubectl mesh: see into an Istio-compatible sidecar data plane.
 #[derive(Debug, Parser)]
@@ -38,11 +35,117 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Version => {
             writeln!(out, "kubectl-mesh {}", env!("CARGO_PKG_VERSION"))?;
-            Ok(EXIT_OK)
+            Ok(exit::OK)
         }
-        Command::ProxyStatus(args) => crate::proxy_status::run(*args, out),
-        Command::Explain(args) => crate::explain::command::run(*args, out),
         Command::Inject(args) => crate::inject::run(args, out),
         Command::CheckInject(args) => crate::check_inject::run(*args, out),
+        Command::ProxyStatus(args) => runtime()?.block_on(crate::proxy_status::run(*args, out)),
+        Command::Explain(args) => runtime()?.block_on(crate::explain::command::run(*args, out)),
+    }
+}
+
+/// The runtime of the commands that talk to a cluster (two workers: the calls are I/O bound).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The whole program for `main`: parses `args`, runs, prints errors to `err`; returns the exit
+/// code (usage errors [`exit::USAGE`], `--help`/`--version` 0).
+pub fn main_with(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let text = e.render().to_string();
+            if e.use_stderr() {
+                let _ = write!(err, "{text}");
+            } else {
+                let _ = write!(out, "{text}");
+            }
+            return code;
+        }
+    };
+    match run(cli, out) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e:#}");
+            exit::FAILED
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kubectl-mesh").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_cluster_command_takes_the_cluster_flags() {
+        let flags = [
+            "--kubeconfig=/k",
+            "--context=c",
+            "--cluster=k",
+            "--user=u",
+            "-n",
+            "ns",
+            "--request-timeout=5s",
+            "--as=alice",
+            "--as-group=g",
+        ];
+        for command in [&["proxy-status"][..], &["explain", "pod/foo"]] {
+            let args: Vec<&str> = command.iter().chain(flags.iter()).copied().collect();
+            let cluster = match parse(&args).unwrap_or_else(|e| panic!("{args:?}: {e}")).command {
+                Command::ProxyStatus(a) => a.cluster,
+                Command::Explain(a) => a.cluster,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(cluster.context.as_deref(), Some("c"));
+            assert_eq!(cluster.namespace.as_deref(), Some("ns"));
+            assert_eq!(cluster.request_timeout, Some(std::time::Duration::from_secs(5)));
+            assert_eq!(cluster.as_group, ["g"]);
+        }
+    }
+
+    /// explain's --timeout took bare seconds only (`--timeout 5s` was a usage error).
+    #[test]
+    fn explain_timeout_takes_durations() {
+        for t in ["5s", "5"] {
+            let Command::Explain(a) = parse(&["explain", "pod/foo", "--timeout", t]).unwrap().command else {
+                panic!("not explain")
+            };
+            assert_eq!(a.cluster.request_timeout, Some(std::time::Duration::from_secs(5)));
+        }
+    }
+
+    #[test]
+    fn proxy_status_flags() {
+        assert!(parse(&["proxy-status", "-A", "-n", "x"]).is_err());
+        let Command::ProxyStatus(a) = parse(&["proxy-status", "-A", "--wait", "--admin-via=proxy"]).unwrap().command
+        else {
+            panic!("not proxy-status")
+        };
+        assert_eq!(a.wait, Some(std::time::Duration::from_secs(120)));
+        assert_eq!(a.admin_via, crate::cluster::AdminVia::Proxy);
+    }
+
+    #[test]
+    fn usage_errors_exit_64() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = main_with(["kubectl-mesh", "explain", "--nope"].map(Into::into), &mut out, &mut err);
+        assert_eq!(code, exit::USAGE);
+        assert!(String::from_utf8_lossy(&err).contains("--nope"));
+        let code = main_with(["kubectl-mesh", "--version"].map(Into::into), &mut out, &mut err);
+        assert_eq!(code, exit::OK);
     }
 }

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use mesh_core::inject::{Decision, InjectConfig, InjectRequest, Injector, NativeSidecars, Workload};
 use serde_json::{Map, Value, json};
 
-use crate::cli::EXIT_OK;
+use crate::exit::OK as EXIT_OK;
 
 /// Flags of `kubectl mesh inject`.
 #[derive(Debug, Args)]
@@ -46,7 +46,8 @@ pub enum NativeSidecarsArg {
 pub enum Output {
     /// Multi-document YAML, one document per input document.
     Yaml,
-    /// JSON: the object, or a `v1` `List` of them when there are several.
+    /// JSON: the object, or one flat `v1` `List` of them when there are several (the items of
+    /// input Lists are spliced in, as `kubectl apply -f -` needs).
     Json,
 }
 
@@ -256,12 +257,14 @@ pub fn render(docs: &[Value], output: Output) -> Result<String, InjectError> {
         }
         Output::Json => {
             let value = match docs {
-                [one] => one.clone(),
+                [one] if one.get("kind").and_then(Value::as_str) != Some("List") => one.clone(),
                 many => {
+                    let mut items = Vec::with_capacity(many.len());
+                    flatten_into(many, &mut items);
                     let mut list = Map::new();
                     list.insert("apiVersion".into(), json!("v1"));
                     list.insert("kind".into(), json!("List"));
-                    list.insert("items".into(), Value::Array(many.to_vec()));
+                    list.insert("items".into(), Value::Array(items));
                     Value::Object(list)
                 }
             };
@@ -272,9 +275,33 @@ pub fn render(docs: &[Value], output: Output) -> Result<String, InjectError> {
     }
 }
 
+/// Appends `docs` to `items`, splicing in the items of every `List` (at any depth).
+fn flatten_into(docs: &[Value], items: &mut Vec<Value>) {
+    for doc in docs {
+        match doc.get("items").and_then(Value::as_array) {
+            Some(inner) if doc.get("kind").and_then(Value::as_str) == Some("List") => flatten_into(inner, items),
+            _ => items.push(doc.clone()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `inject -o json` of a stream holding a List printed a List nested in a List, which
+    /// `kubectl apply -f -` rejects (`*unstructured.Unstructured is not a list`).
+    #[test]
+    fn json_output_is_one_flat_list() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: a}}\n- {apiVersion: v1, kind: List, items: [{apiVersion: v1, kind: ConfigMap, metadata: {name: b}}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c}\n";
+        let docs = inject_manifests(text, &InjectConfig::default()).unwrap();
+        let out: Value = serde_json::from_str(&render(&docs, Output::Json).unwrap()).unwrap();
+        assert_eq!(out["kind"], "List");
+        let names: Vec<&str> =
+            out["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(out["items"].as_array().unwrap().iter().all(|i| i["kind"] != "List"));
+    }
 
     #[test]
     fn documents_keep_their_line_numbers() {

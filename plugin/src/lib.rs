@@ -5,9 +5,11 @@
 
 pub mod check_inject;
 pub mod cli;
+pub mod cluster;
 pub mod config_dump;
+pub mod exit;
 pub mod explain;
 pub mod inject;
 pub mod proxy_status;
 
-pub use cli::{Cli, run};
+pub use cli::{Cli, main_with, run};

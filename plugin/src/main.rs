@@ -2,16 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = kubectl_mesh::Cli::parse();
     let mut stdout = std::io::stdout().lock();
-    match kubectl_mesh::run(cli, &mut stdout) {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(kubectl_mesh::cli::EXIT_FAILED)
-        }
-    }
+    let mut stderr = std::io::stderr().lock();
+    ExitCode::from(kubectl_mesh::main_with(std::env::args_os(), &mut stdout, &mut stderr))
 }

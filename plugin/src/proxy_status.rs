@@ -12,7 +12,6 @@ pub mod render;
 #[cfg(test)]
 mod tests;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
@@ -20,19 +19,11 @@ use clap::Args;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::cli::{EXIT_FAILED, EXIT_OK, EXIT_PROBLEM};
-use fetch::{DEBUG_CONFIG_DUMP, DEBUG_SYNCZ, FetchError, bounded};
+use crate::cluster::{AdminVia, Cluster, ClusterArgs, ClusterError};
+use crate::exit::{FAILED as EXIT_FAILED, OK as EXIT_OK, PROBLEM as EXIT_PROBLEM};
+use fetch::{DEBUG_CONFIG_DUMP, DEBUG_SYNCZ};
 use model::{Filter, InjectedPod, IstiodResult, ProxySync, Report};
 use render::Output;
-
-/// How to reach a sidecar's Envoy admin API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AdminVia {
-    /// A port-forward to the admin port (Istio binds admin to localhost).
-    PortForward,
-    /// The API server's pod proxy (only when admin listens on the pod IP).
-    Proxy,
-}
 
 /// `kubectl mesh proxy-status`.
 #[derive(Debug, Clone, Args)]
@@ -42,11 +33,8 @@ kubectl mesh proxy-status foo.foo-namespace\n  kubectl mesh proxy-status -A --wa
 pub struct ProxyStatusArgs {
     /// Compare istiod's config for this pod (`NAME`, `NAME.NAMESPACE` or `pod/NAME`) with Envoy's.
     pub pod: Option<String>,
-    /// The namespace (default: the kubeconfig's).
-    #[arg(short, long, conflicts_with = "all_namespaces")]
-    pub namespace: Option<String>,
     /// All namespaces.
-    #[arg(short = 'A', long)]
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
     pub all_namespaces: bool,
     /// Only pods matching this label selector.
     #[arg(short = 'l', long)]
@@ -61,65 +49,32 @@ pub struct ProxyStatusArgs {
     #[arg(long, default_value = "istio-system", visible_alias = "istioNamespace")]
     pub istio_namespace: String,
     /// Poll until everything is synced or TIMEOUT passes (e.g. 30s, 2m; default 2m).
-    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "2m", value_parser = parse_duration)]
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "2m", value_parser = crate::cluster::parse_timeout)]
     pub wait: Option<Duration>,
-    /// Path to the kubeconfig file.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context.
-    #[arg(long)]
-    pub context: Option<String>,
     /// How to reach Envoy's admin API (POD mode).
     #[arg(long, value_enum, default_value_t = AdminVia::PortForward)]
     pub admin_via: AdminVia,
-    /// Timeout for each call (API server, istiod, Envoy), e.g. 10s.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub timeout: Duration,
     /// How many calls run at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
-}
-
-/// Parses `500ms`, `30s`, `2m`, `1h` or bare seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 2m, 500ms"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("invalid duration {text:?}: unknown unit {other:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {text:?}: {e}"))
+    /// kubectl's cluster flags.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// Runs the command, writing to `out`.
-pub fn run(args: ProxyStatusArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(run_async(args, out))
+pub async fn run(args: ProxyStatusArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
+    let cluster = Cluster::connect(&args.cluster).await?;
+    run_with(&cluster, args, out).await
 }
 
-async fn run_async(args: ProxyStatusArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
-    let client = fetch::client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-    let namespace = if args.all_namespaces {
-        None
-    } else {
-        Some(args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string()))
-    };
+async fn run_with(cluster: &Cluster, args: ProxyStatusArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
+    let namespace = if args.all_namespaces { None } else { Some(cluster.namespace.clone()) };
     let target = args.pod.as_deref().map(|p| parse_pod(p, namespace.as_deref().unwrap_or("default")));
 
     let deadline = args.wait.map(|w| Instant::now() + w);
     loop {
-        let (report, code) = status_once(&client, &args, namespace.as_deref(), target.as_ref()).await?;
+        let (report, code) = status_once(cluster, &args, namespace.as_deref(), target.as_ref()).await?;
         let done = code == EXIT_OK || code == EXIT_FAILED || deadline.is_none_or(|d| Instant::now() >= d);
         if done {
             let combined = target.is_some() && matches!(args.output, Output::Json | Output::Yaml);
@@ -128,7 +83,7 @@ async fn run_async(args: ProxyStatusArgs, out: &mut dyn std::io::Write) -> anyho
             }
             let mut code = code;
             if let Some((pod_ns, pod_name)) = &target {
-                let diff_code = diff_pod(&client, &args, &report, pod_ns, pod_name, out).await?;
+                let diff_code = diff_pod(cluster, &args, &report, pod_ns, pod_name, out).await?;
                 code = code.max(diff_code);
             }
             return Ok(code);
@@ -147,7 +102,7 @@ fn parse_pod(text: &str, default_ns: &str) -> (String, String) {
 }
 
 async fn status_once(
-    client: &kube::Client,
+    cluster: &Cluster,
     args: &ProxyStatusArgs,
     namespace: Option<&str>,
     target: Option<&(String, String)>,
@@ -159,13 +114,13 @@ async fn status_once(
     let pod_namespace = target.map(|(ns, _)| ns.as_str()).or(namespace);
     // istiods -> their syncz, overlapped with the (possibly large) pod list.
     let syncz = async {
-        let istiods: Vec<String> =
-            fetch::list_pods(client, Some(&args.istio_namespace), Some(&istiod_selector), args.timeout)
-                .await?
-                .into_iter()
-                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-                .filter_map(|p| p.metadata.name)
-                .collect();
+        let istiods: Vec<String> = cluster
+            .list_pods(Some(&args.istio_namespace), Some(&istiod_selector))
+            .await?
+            .into_iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| p.metadata.name)
+            .collect();
         if istiods.is_empty() {
             bail!(
                 "no running istiod pods with labels {istiod_selector} in namespace {} (use --istio-namespace / --revision)",
@@ -173,13 +128,13 @@ async fn status_once(
             );
         }
         let results: Vec<(IstiodResult, Vec<ProxySync>)> = futures::stream::iter(istiods)
-            .map(|name| syncz_from(client, args, name, pod_namespace))
+            .map(|name| syncz_from(cluster, args, name, pod_namespace))
             .buffer_unordered(usize::from(args.concurrency))
             .collect()
             .await;
         Ok(results)
     };
-    let pods = fetch::list_pods(client, pod_namespace, args.selector.as_deref(), args.timeout);
+    let pods = cluster.list_pods(pod_namespace, args.selector.as_deref());
     let (results, pods) = tokio::join!(syncz, pods);
     let results = results?;
     let pods: Vec<InjectedPod> = pods?
@@ -226,39 +181,44 @@ fn injected(p: &Pod) -> bool {
 
 /// One istiod's syncz: HTTP on 15014 through a port-forward, else the xDS debug type on 15010.
 async fn syncz_from(
-    client: &kube::Client,
+    cluster: &Cluster,
     args: &ProxyStatusArgs,
     name: String,
     namespace: Option<&str>,
 ) -> (IstiodResult, Vec<ProxySync>) {
     let ns = &args.istio_namespace;
+    let client = &cluster.client;
     // istiod filters by namespace itself (`?namespace=`), which keeps the answer small.
     let path = match namespace {
         Some(n) => format!("/debug/syncz?namespace={n}"),
         None => "/debug/syncz".to_string(),
     };
-    let http = bounded(args.timeout, &format!("GET /debug/syncz from istiod {name}"), async {
-        let body = fetch::http_via_portforward(client, ns, &name, mesh_core::ports::ISTIOD_HTTP_DEBUG, &path).await?;
-        let json: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| FetchError::Failed { what: format!("syncz from {name}"), message: e.to_string() })?;
-        model::from_syncz_json(&json, &name).map_err(|m| FetchError::Failed { what: "syncz".into(), message: m })
-    })
-    .await;
+    let http = cluster
+        .bounded(&format!("GET /debug/syncz from istiod {name}"), async {
+            let body =
+                crate::cluster::http_via_portforward(client, ns, &name, mesh_core::ports::ISTIOD_HTTP_DEBUG, &path)
+                    .await?;
+            let json: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| ClusterError::Failed { what: format!("syncz from {name}"), reason: e.to_string() })?;
+            model::from_syncz_json(&json, &name).map_err(|m| ClusterError::Failed { what: "syncz".into(), reason: m })
+        })
+        .await;
     let http_err = match http {
         Ok(s) => return (IstiodResult { name, source: Some("http".into()), error: None, proxies: s.len() }, s),
         Err(e) => e,
     };
-    if let FetchError::Forbidden { .. } = http_err {
+    if http_err.code() == Some(403) {
         return (IstiodResult { name, source: None, error: Some(http_err.to_string()), proxies: 0 }, Vec::new());
     }
-    let xds = bounded(args.timeout, &format!("{DEBUG_SYNCZ} from istiod {name}"), async {
-        let (resources, identifier) =
-            fetch::xds_debug(client, ns, &name, mesh_core::ports::ISTIOD_XDS_PLAINTEXT, DEBUG_SYNCZ, Vec::new())
-                .await?;
-        model::from_client_configs(&resources, &identifier, &name)
-            .map_err(|m| FetchError::Failed { what: "syncz".into(), message: m })
-    })
-    .await;
+    let xds = cluster
+        .bounded(&format!("{DEBUG_SYNCZ} from istiod {name}"), async {
+            let (resources, identifier) =
+                fetch::xds_debug(client, ns, &name, mesh_core::ports::ISTIOD_XDS_PLAINTEXT, DEBUG_SYNCZ, Vec::new())
+                    .await?;
+            model::from_client_configs(&resources, &identifier, &name)
+                .map_err(|m| ClusterError::Failed { what: "syncz".into(), reason: m })
+        })
+        .await;
     match xds {
         Ok(s) => (IstiodResult { name, source: Some("xds".into()), error: None, proxies: s.len() }, s),
         Err(e) => {
@@ -269,7 +229,7 @@ async fn syncz_from(
 
 /// POD mode: istiod's config for the proxy against Envoy's /config_dump, plus what Envoy rejected.
 async fn diff_pod(
-    client: &kube::Client,
+    cluster: &Cluster,
     args: &ProxyStatusArgs,
     report: &Report,
     namespace: &str,
@@ -285,19 +245,19 @@ async fn diff_pod(
     let mut istiod_dump = None;
     let mut errors = Vec::new();
     for name in &istiods {
-        let got = bounded(
-            args.timeout,
-            &format!("{DEBUG_CONFIG_DUMP} from {name}"),
-            fetch::xds_debug(
-                client,
-                &args.istio_namespace,
-                name,
-                mesh_core::ports::ISTIOD_XDS_PLAINTEXT,
-                DEBUG_CONFIG_DUMP,
-                vec![proxy_id.clone()],
-            ),
-        )
-        .await;
+        let got = cluster
+            .bounded(
+                &format!("{DEBUG_CONFIG_DUMP} from {name}"),
+                fetch::xds_debug(
+                    &cluster.client,
+                    &args.istio_namespace,
+                    name,
+                    mesh_core::ports::ISTIOD_XDS_PLAINTEXT,
+                    DEBUG_CONFIG_DUMP,
+                    vec![proxy_id.clone()],
+                ),
+            )
+            .await;
         match got {
             Ok((resources, _)) if !resources.is_empty() => {
                 istiod_dump = resources.into_iter().next();
@@ -311,13 +271,7 @@ async fn diff_pod(
         bail!("no istiod has config for {proxy_id}: {}", errors.join("; "));
     };
     let admin = mesh_core::ports::ENVOY_ADMIN;
-    let envoy_bytes = bounded(args.timeout, &format!("Envoy /config_dump of {namespace}/{pod}"), async {
-        match args.admin_via {
-            AdminVia::PortForward => fetch::http_via_portforward(client, namespace, pod, admin, "/config_dump").await,
-            AdminVia::Proxy => fetch::http_via_proxy(client, namespace, pod, admin, "/config_dump").await,
-        }
-    })
-    .await?;
+    let envoy_bytes = cluster.admin_get(args.admin_via, namespace, pod, admin, "/config_dump").await?;
     let envoy_dump = crate::config_dump::ConfigDump::parse(&envoy_bytes).context("reading Envoy's /config_dump")?;
     let istiod_side = diff::istiod_side(&istiod_dump)?;
     let envoy_side = diff::envoy_side(&envoy_dump);

@@ -106,6 +106,8 @@ async fn explains_a_pod_through_the_api_server() {
     let generation = vs["metadata"]["generation"].as_i64().unwrap();
     assert_eq!(status("VirtualService")["generation"], generation);
     assert_eq!(status("Service")["status"], "found");
+    // Services have no generation.
+    assert_eq!(status("Service")["generation"], Value::Null);
     assert_eq!(status("DestinationRule")["status"], "missing");
     assert_eq!(report["capture"]["outbound_exclude_ports"], "5432");
 
@@ -124,9 +126,11 @@ async fn explains_a_pod_through_the_api_server() {
         "11.0.0.2:50002",
         "DestinationRule bar-namespace/bar-dr MISSING",
         vs_line.as_str(),
+        "Service bar-namespace/bar-service found",
     ] {
         assert!(out.contains(want), "{want:?} missing:\n{out}");
     }
+    assert!(!out.contains("generation 0"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,4 +145,20 @@ async fn bad_pods_get_clear_errors() {
     let (result, _) = run(args(&c, &["svc/foo"])).await;
     let err = format!("{:#}", result.unwrap_err());
     assert!(err.contains("only pods can be explained"), "{err}");
+}
+
+/// `--admin-via proxy` to an admin port the pod proxy cannot reach (Istio binds admin to 127.0.0.1):
+/// the API server answers 503 at once; the plugin waited out its whole timeout and said "no answer".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_via_proxy_fails_fast_on_the_pod_proxys_503() {
+    let c = cluster().await.unwrap();
+    let started = std::time::Instant::now();
+    let (result, _) = run(args(&c, &["pod/foo", "--admin-via", "proxy", "--admin-port", "15999"])).await;
+    let elapsed = started.elapsed();
+    let err = format!("{:#}", result.unwrap_err());
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?} (timeout 20s): {err}");
+    assert!(err.starts_with("get pods/proxy foo in namespace foo-namespace: error trying to reach service"), "{err}");
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(err.ends_with("use --admin-via port-forward"), "{err}");
+    assert!(!err.contains("no answer") && !err.contains("Some(") && !err.contains("Status {"), "{err}");
 }

@@ -339,17 +339,33 @@ async fn forbidden_requests_name_the_missing_rbac_permission() {
     let out = mesh.kubectl(&["-n", "foo-namespace"]).await.unwrap();
     let stdout = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("missing RBAC permission to list pods in namespace foo-namespace"), "{stdout}");
-
-    mesh.api.allow_all();
-    mesh.api.forbid("create", "pods/portforward", Some("istio-system"));
-    let out = mesh.direct(&["-n", "foo-namespace"]).await.unwrap();
-    let stdout = text(&out);
-    assert_eq!(out.status.code(), Some(1), "no istiod could be asked: {stdout}");
+    assert!(stdout.contains("list pods in namespace foo-namespace: pods is forbidden: User "), "{stdout}");
     assert!(
-        stdout.contains("missing RBAC permission to create pods/portforward in namespace istio-system"),
+        stdout.contains(
+            "missing RBAC permission: grant it with a Role in namespace foo-namespace with the rule {apiGroups: [\"\"], \
+             resources: [\"pods\"], verbs: [\"list\"]}"
+        ),
         "{stdout}"
     );
+    assert!(!stdout.contains("Some(") && !stdout.contains("Status {"), "{stdout}");
+
+    // A WebSocket port-forward needs both verbs (Kubernetes 1.35+): missing either one, the hint names both.
+    for verb in ["create", "get"] {
+        mesh.api.allow_all();
+        mesh.api.forbid(verb, "pods/portforward", Some("istio-system"));
+        let out = mesh.direct(&["-n", "foo-namespace"]).await.unwrap();
+        let stdout = text(&out);
+        assert_eq!(out.status.code(), Some(1), "no istiod could be asked: {stdout}");
+        assert!(stdout.contains(" pods/portforward istiod"), "{stdout}");
+        assert!(
+            stdout.contains(
+                "grant it with a Role in namespace istio-system with the rule {apiGroups: [\"\"], resources: \
+                 [\"pods/portforward\"], verbs: [\"get\", \"create\"]}"
+            ),
+            "{verb}: {stdout}"
+        );
+        assert!(!stdout.contains("Some(") && !stdout.contains("Status {"), "{stdout}");
+    }
 }
 
 #[tokio::test]

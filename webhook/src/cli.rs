@@ -107,25 +107,9 @@ pub enum LogFormat {
     Text,
 }
 
-/// Parses `20s`, `500ms`, `1m`, `1h` or a plain number of seconds.
+/// Parses a Go duration (`20s`, `500ms`, `1m30s`) or a plain number of seconds ([`mesh_core::duration`]).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected a number with a unit, e.g. 20s, 500ms, 1m"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("invalid duration {text:?}: unknown unit {other:?} (use ms, s, m or h)")),
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("invalid duration {text:?}: must be a non-negative number"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    mesh_core::duration::parse_or_seconds(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -140,6 +124,7 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("abc").unwrap_err().contains("\"abc\""));
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit \"d\""));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
     }
 
     #[test]

@@ -159,59 +159,12 @@ impl FromStr for InterceptionMode {
     }
 }
 
-/// Parses a Go duration such as `5s`, `500ms`, `1m30s` or `1.5h`.
+/// Parses a Go duration such as `5s`, `500ms`, `1m30s` or `1.5h` (Go's grammar, [`crate::duration`]).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 5s, 500ms, 1m30s)");
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-        let (num, tail) = rest.split_at(num_len);
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += n * scale;
-        rest = tail;
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
+    crate::duration::parse(s).map_err(|e| e.to_string())
 }
 
 /// Formats a duration the way Go prints simple ones: `5s`, `500ms`, `1m30s`.
 pub fn format_duration(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".into();
-    }
-    if d.subsec_nanos() != 0 {
-        if d.as_nanos().is_multiple_of(1_000_000) {
-            return format!("{}ms", d.as_millis());
-        }
-        return format!("{}ns", d.as_nanos());
-    }
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&format!("{s}s"));
-    out
+    crate::duration::format(d)
 }

@@ -8,17 +8,9 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{Format, Input, Request, explain, pod, pod_capture, render_report};
-use crate::cli::{EXIT_OK, EXIT_PROBLEM};
+use crate::cluster::{AdminVia, ClusterArgs};
 use crate::config_dump::ConfigDump;
-
-/// How to reach the sidecar's admin API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AdminVia {
-    /// A port-forward to the pod's admin port.
-    PortForward,
-    /// The API server's pod proxy (`pods/NAME:PORT/proxy`).
-    Proxy,
-}
+use crate::exit::{OK as EXIT_OK, PROBLEM as EXIT_PROBLEM};
 
 /// `kubectl mesh explain`: Envoy's routing decision, step by step, with the object behind each step.
 #[derive(Debug, Clone, Args)]
@@ -30,9 +22,6 @@ pub struct ExplainArgs {
     /// The pod, as `pod/NAME` or `NAME` (or use --file).
     #[arg(value_name = "pod/NAME", conflicts_with = "file", required_unless_present = "file")]
     pub pod: Option<String>,
-    /// The pod's namespace (default: the kubeconfig's).
-    #[arg(short, long)]
-    pub namespace: Option<String>,
     /// Read Envoy's /config_dump from a file (JSON, or YAML as `yq -P` prints it) instead of a pod.
     #[arg(short, long, value_name = "CONFIG_DUMP")]
     pub file: Option<PathBuf>,
@@ -64,18 +53,15 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
-    /// The kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
-    #[arg(long, value_name = "PATH")]
-    pub kubeconfig: Option<PathBuf>,
     /// How to reach the sidecar's admin API.
     #[arg(long, value_enum, default_value_t = AdminVia::PortForward)]
     pub admin_via: AdminVia,
     /// The sidecar's admin port.
     #[arg(long, default_value_t = mesh_core::ports::ENVOY_ADMIN)]
     pub admin_port: u16,
-    /// Timeout for each call to the API server or the sidecar, in seconds.
-    #[arg(long, default_value_t = 20)]
-    pub timeout: u64,
+    /// kubectl's cluster flags.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 impl ExplainArgs {
@@ -90,7 +76,7 @@ impl ExplainArgs {
 /// Runs `explain`, writing to `out`. Exit code 0: explained, nothing wrong; 2: the request would
 /// fail (no listener, no route, unknown cluster, no endpoints...) or Envoy reports rejected or warming
 /// resources or referenced objects are gone.
-pub fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
+pub async fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
     let request = match (&args.to, &args.inbound) {
         (Some(to), _) => Some(Request::parse(to, &args.headers, args.method.as_deref(), args.sni.as_deref())?),
         (None, Some(spec)) => Some(Request::inbound(spec, &args.headers, args.method.as_deref(), args.sni.as_deref())?),
@@ -118,7 +104,7 @@ pub fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8
             let source = format!("file {}", path.display());
             explain(&dump, Input { source, capture, request: request.as_ref(), resolution: None, inbound })
         }
-        None => pod::explain_pod(&args, request.as_ref())?,
+        None => pod::explain_pod(&args, request.as_ref()).await?,
     };
     let color =
         args.output == Format::Text && anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never;

@@ -1,31 +1,25 @@
 //! Reading a pod's sidecar config from a cluster: the pod, its `/config_dump?include_eds` through a
 //! port-forward (or the API server's pod proxy), the Service behind `--to`, and the objects the
-//! config names, with their generation. Every call is bounded by `--timeout`.
+//! config names, with their generation. Every call is bounded by `--request-timeout`.
 
-use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use super::command::{AdminVia, ExplainArgs};
+use super::command::ExplainArgs;
 use super::provenance::ObjectRef;
 use super::report::ObjectStatus;
 use super::trace::{Resolution, resolve_offline};
 use super::{Input, Report, Request, explain, pod_capture};
+use crate::cluster::Cluster;
 use crate::config_dump::ConfigDump;
-use crate::proxy_status::fetch;
 
-/// Explains a pod of a live cluster (runs its own async runtime).
-pub fn explain_pod(args: &ExplainArgs, request: Option<&Request>) -> anyhow::Result<Report> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(explain_pod_async(args, request))
-}
-
-async fn bounded<T>(what: &str, timeout: Duration, f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    tokio::time::timeout(timeout, f).await.map_err(|_| anyhow!("{what}: no answer within {timeout:?}"))?
+/// Explains a pod of a live cluster.
+pub async fn explain_pod(args: &ExplainArgs, request: Option<&Request>) -> anyhow::Result<Report> {
+    let cluster = Cluster::connect(&args.cluster).await?;
+    explain_pod_in(&cluster, args, request).await
 }
 
 /// `pod/NAME`, `pods/NAME` or `NAME` → `NAME`.
@@ -41,48 +35,26 @@ fn pod_name(arg: &str) -> anyhow::Result<&str> {
     Ok(name)
 }
 
-async fn explain_pod_async(args: &ExplainArgs, request: Option<&Request>) -> anyhow::Result<Report> {
-    let timeout = Duration::from_secs(args.timeout.max(1));
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
-        }
-        None => kube::Config::infer().await.context("no cluster configuration (kubeconfig or in-cluster)")?,
-    };
-    let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-    let client = kube::Client::try_from(config)?;
+/// Explains a pod of a connected cluster.
+pub async fn explain_pod_in(
+    cluster: &Cluster,
+    args: &ExplainArgs,
+    request: Option<&Request>,
+) -> anyhow::Result<Report> {
+    let (client, namespace, timeout) = (&cluster.client, cluster.namespace.clone(), cluster.timeout);
     let name = pod_name(args.pod.as_deref().unwrap_or_default())?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let pod = bounded("reading the pod", timeout, async {
-        pods.get_opt(name).await.with_context(|| format!("reading pod {namespace}/{name}"))
-    })
-    .await?
-    .ok_or_else(|| anyhow!("pod {namespace}/{name} not found"))?;
+    let pod = cluster.get_pod(&namespace, name).await?.ok_or_else(|| anyhow!("pod {namespace}/{name} not found"))?;
     let pod_value = serde_json::to_value(&pod)?;
     let capture = pod_capture(&pod_value)?;
 
     let path = "/config_dump?include_eds";
-    let body = match args.admin_via {
-        AdminVia::PortForward => {
-            bounded("port-forward to the sidecar's admin port", timeout, async {
-                Ok(fetch::http_via_portforward(&client, &namespace, name, args.admin_port, path).await?)
-            })
-            .await?
-        }
-        AdminVia::Proxy => {
-            bounded("the API server's pod proxy", timeout, async {
-                Ok(fetch::http_via_proxy(&client, &namespace, name, args.admin_port, path).await?)
-            })
-            .await?
-        }
-    };
+    let body = cluster.admin_get(args.admin_via, &namespace, name, args.admin_port, path).await?;
     let dump = ConfigDump::parse(&body).with_context(|| format!("the config dump of pod {namespace}/{name}"))?;
     drop(body);
 
     let resolution = match request {
         Some(req) if req.ip.is_none() && args.inbound.is_none() => {
-            Some(resolve_through_api(&client, &dump, req, &namespace, timeout).await)
+            Some(resolve_through_api(client, &dump, req, &namespace, timeout).await)
         }
         _ => None,
     };
@@ -92,7 +64,7 @@ async fn explain_pod_async(args: &ExplainArgs, request: Option<&Request>) -> any
     );
     let mut objects = Vec::with_capacity(report.objects.len());
     for o in &report.objects {
-        objects.push(object_status(&client, &o.object, timeout).await);
+        objects.push(object_status(client, &o.object, timeout).await);
     }
     report.objects = objects;
     Ok(report)
@@ -130,7 +102,8 @@ async fn resolve_through_api(
         }
         Ok(Ok(None)) => Resolution { how: format!("no Service {ns}/{svc} in the cluster; {}", offline.how), ..offline },
         Ok(Err(e)) => {
-            Resolution { how: format!("reading Service {ns}/{svc} failed ({e}); {}", offline.how), ..offline }
+            let e = crate::cluster::Op::new("get", "services", Some(&ns), Some(&svc)).error(e);
+            Resolution { how: format!("{e}; {}", offline.how), ..offline }
         }
         Err(_) => Resolution { how: format!("reading Service {ns}/{svc} timed out; {}", offline.how), ..offline },
     }
@@ -143,7 +116,8 @@ async fn object_status(client: &kube::Client, o: &ObjectRef, timeout: Duration) 
     let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &o.namespace, &ar);
     let (status, generation) = match tokio::time::timeout(timeout, api.get_opt(&o.name)).await {
-        Ok(Ok(Some(obj))) => ("found", Some(obj.metadata.generation.unwrap_or(0))),
+        // Kinds without a generation (Service) have none: nothing to show.
+        Ok(Ok(Some(obj))) => ("found", obj.metadata.generation),
         Ok(Ok(None)) => ("missing", None),
         Ok(Err(kube::Error::Api(e))) if e.code == 403 => ("forbidden", None),
         Ok(Err(kube::Error::Api(e))) if e.code == 404 => ("missing", None),

@@ -110,7 +110,11 @@ pub fn render(report: &Report, color: bool) -> String {
         let _ = writeln!(out, "{}", st.bold("objects:"));
         for o in &report.objects {
             let status = match o.status.as_str() {
-                "found" => st.ok(&format!("generation {}", o.generation.unwrap_or(0))),
+                // Only some kinds have a generation (Services do not).
+                "found" => match o.generation {
+                    Some(g) => st.ok(&format!("generation {g}")),
+                    None => st.ok("found"),
+                },
                 "missing" => st.bad("MISSING: the proxy's config is stale"),
                 other => st.dim(other),
             };

@@ -12,7 +12,8 @@ use prost::Message;
 use serde_json::json;
 
 use super::model::{self, Filter, InjectedPod, IstiodResult, Status, XdsType};
-use super::{diff, parse_duration, parse_pod, render};
+use super::{diff, parse_pod, render};
+use crate::cluster::parse_timeout as parse_duration;
 
 fn fixture(name: &str) -> String {
     let bytes = mesh_test_data::read_shared(&format!("fixtures/istio-syncz/{name}")).unwrap_or_else(|e| panic!("{e}"));

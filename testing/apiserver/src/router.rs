@@ -387,6 +387,11 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>, target: Target) -
     let query: BTreeMap<String, String> = pairs.iter().cloned().collect();
     let method = req.method().clone();
     let verb = verb_of(&method, &target, &query);
+    if target.subresource.as_deref() == Some("portforward") {
+        // Like Kubernetes 1.35+ (AuthorizePodWebsocketUpgradeCreatePermission): the WebSocket
+        // upgrade is a GET, authorized as `get`, and `create` is checked too.
+        check_forbidden(&shared, "get", &target)?;
+    }
     check_forbidden(&shared, verb, &target)?;
     let rt = target.rt.clone();
     let ns = target.namespace.clone().unwrap_or_default();
