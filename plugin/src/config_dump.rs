@@ -213,8 +213,7 @@ fn usable<T>(r: &Resource<T>) -> Option<&T> {
 impl ConfigDump {
     /// Parses a dump, JSON or YAML (detected from the first non-blank character).
     pub fn parse(bytes: &[u8]) -> Result<ConfigDump, ConfigDumpError> {
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        let raw: raw::Dump = if first == Some(&b'{') {
+        let raw: raw::Dump = if mesh_core::documents::is_json(bytes) {
             serde_json::from_slice(bytes)?
         } else {
             let text = std::str::from_utf8(bytes).map_err(|e| ConfigDumpError::Yaml(e.to_string()))?;
@@ -232,9 +231,9 @@ impl ConfigDump {
             let buf = reader.fill_buf().map_err(serde_json::Error::io)?;
             match buf.iter().position(|b| !b.is_ascii_whitespace()) {
                 Some(i) => {
-                    let first = buf[i];
+                    let json = mesh_core::documents::is_json(&buf[i..=i]);
                     reader.consume(i);
-                    break first == b'{';
+                    break json;
                 }
                 None if buf.is_empty() => break false,
                 None => {

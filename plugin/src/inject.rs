@@ -114,55 +114,8 @@ pub fn run(args: InjectArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8>
 /// Parses multi-document YAML, naming the document and line of a syntax error. Empty documents are
 /// dropped.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, InjectError> {
-    let mut docs = Vec::new();
-    for (index, (start_line, chunk)) in split_documents(text).into_iter().enumerate() {
-        let parsed: Value = serde_saphyr::from_str(&chunk).map_err(|e| {
-            let relative = e.location().map_or(1, |l| l.line() as usize);
-            let message = e.to_string();
-            let first = message.lines().next().unwrap_or_default();
-            let reason = first.trim_start_matches("error: ");
-            let reason = match reason.split_once(": ") {
-                Some((place, rest)) if place.starts_with("line ") => rest,
-                _ => reason,
-            };
-            InjectError::Yaml { document: index + 1, line: start_line + relative - 1, reason: reason.to_owned() }
-        })?;
-        if !parsed.is_null() {
-            docs.push(parsed);
-        }
-    }
-    Ok(docs)
-}
-
-/// Splits on `---` lines; returns each document with the 1-based line it starts on. A directive
-/// line's content (`--- a: 1`) belongs to the next document.
-fn split_documents(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut start = 1;
-    for (i, line) in text.lines().enumerate() {
-        let is_separator = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
-        if is_separator || line == "..." {
-            if !current.trim().is_empty() {
-                out.push((start, std::mem::take(&mut current)));
-            }
-            current.clear();
-            start = i + 1;
-            if let Some(rest) = line.strip_prefix("---").filter(|r| !r.trim().is_empty()) {
-                current.push_str(rest.trim_start());
-                current.push('\n');
-            } else {
-                start = i + 2;
-            }
-            continue;
-        }
-        current.push_str(line);
-        current.push('\n');
-    }
-    if !current.trim().is_empty() {
-        out.push((start, current));
-    }
-    out
+    mesh_core::documents::parse_documents(text)
+        .map_err(|e| InjectError::Yaml { document: e.document, line: e.line, reason: e.reason })
 }
 
 /// Injects every pod template in the manifests; other objects come back unchanged, in order.

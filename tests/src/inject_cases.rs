@@ -85,7 +85,7 @@ fn load_case(dir: &Path, case: &Value) -> anyhow::Result<Case> {
 
 /// Parses multi-document YAML, dropping empty documents.
 pub fn yaml_docs(text: &str) -> anyhow::Result<Vec<Value>> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text)?;
+    let docs: Vec<Value> = mesh_core::documents::parse_documents(text)?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 

@@ -80,7 +80,7 @@ fn render_set(set: &ValueSet) -> Result<String> {
 
 /// The non-empty YAML documents of a rendered chart, as JSON values.
 fn documents(text: &str) -> Result<Vec<Value>> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).context("helm output is not YAML")?;
+    let docs: Vec<Value> = mesh_core::documents::parse_documents(text).context("helm output is not YAML")?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 

@@ -42,7 +42,7 @@ fn plugin() -> assert_cmd::Command {
 
 fn docs(stdout: &[u8]) -> Vec<Value> {
     let text = String::from_utf8_lossy(stdout);
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("output is YAML");
+    let docs: Vec<Value> = mesh_core::documents::parse_documents(&text).expect("output is YAML");
     docs.into_iter().filter(|d| !d.is_null()).collect()
 }
 

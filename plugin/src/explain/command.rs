@@ -91,12 +91,8 @@ pub async fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Res
             let capture = match &args.pod_file {
                 Some(p) => {
                     let text = std::fs::read_to_string(p).with_context(|| format!("reading pod {}", p.display()))?;
-                    let pod: serde_json::Value = if text.trim_start().starts_with('{') {
-                        serde_json::from_str(&text).with_context(|| format!("pod {} is not valid JSON", p.display()))?
-                    } else {
-                        serde_saphyr::from_str(&text)
-                            .map_err(|e| anyhow::anyhow!("pod {} is not valid YAML: {e}", p.display()))?
-                    };
+                    let pod = mesh_core::documents::parse_one(&text)
+                        .with_context(|| format!("pod {} is not valid JSON or YAML", p.display()))?;
                     pod_capture(&pod)?
                 }
                 None => None,

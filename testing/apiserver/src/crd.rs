@@ -125,7 +125,7 @@ fn without_schemas(text: &str) -> String {
 pub fn read_crds(path: &Path) -> Result<Vec<Value>, CrdError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| CrdError::Read { path: p.clone(), source })?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&without_schemas(&text))
+    let docs: Vec<Value> = mesh_core::documents::parse_documents(&without_schemas(&text))
         .map_err(|e| CrdError::Parse { path: p.clone(), message: e.to_string() })?;
     Ok(docs.into_iter().filter(|d| d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")).collect())
 }
