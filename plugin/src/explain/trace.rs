@@ -1,6 +1,6 @@
 //! Traces one request through the config the way Envoy handles it: capture, listener (original
-//! destination, [`listener`]), filter chain ([`chain`]), route configuration, virtual host, route and
-//! action ([`http`]), endpoints.
+//! destination, `listener`), filter chain (`chain`), route configuration, virtual host, route and
+//! action (`http`), endpoints.
 
 use std::net::IpAddr;
 
