@@ -184,8 +184,8 @@ fn bad_input_fails_with_exit_1_naming_the_problem() {
     let out = plugin().args(["-f", "/nonexistent/manifest.yaml"]).assert().code(1).get_output().stderr.clone();
     assert!(String::from_utf8_lossy(&out).contains("/nonexistent/manifest.yaml"));
 
-    // A bad flag value is a usage error (clap's exit code 2).
-    plugin().args(["-f", "-", "--native-sidecars", "sometimes"]).assert().code(2);
+    // A bad flag value is a usage error (64, EX_USAGE; 2 means "found a problem").
+    plugin().args(["-f", "-", "--native-sidecars", "sometimes"]).assert().code(64);
 }
 
 /// `kubectl mesh inject -f` renders Istio's other stock templates as the webhook does: every case of
