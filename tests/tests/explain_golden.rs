@@ -12,7 +12,8 @@ fn golden_dir() -> PathBuf {
 }
 
 fn dump(name: &str) -> ConfigDump {
-    let bytes = mesh_test_data::read_shared(&format!("fixtures/envoy-config-dumps/{name}")).unwrap_or_else(|e| panic!("{e}"));
+    let bytes =
+        mesh_test_data::read_shared(&format!("fixtures/envoy-config-dumps/{name}")).unwrap_or_else(|e| panic!("{e}"));
     ConfigDump::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
