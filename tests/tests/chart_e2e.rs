@@ -1,7 +1,8 @@
 //! Opt-in end-to-end test of the Helm chart in a real cluster: installs `charts/mesh`, labels a
 //! namespace `istio-injection=enabled`, creates a pod there and checks that the API server returned
 //! it injected (istio-init, istio-proxy, the `sidecar.istio.io/status` annotation), and that an
-//! opted-out pod is left alone.
+//! opted-out pod is left alone; in the `selfSigned` certificate mode, that `helm uninstall` deletes
+//! the Secret the webhook created (through its ownerReference to the release's ConfigMap).
 //!
 //! Needs `MESH_E2E_KUBECONFIG` (a kubeconfig with cluster-admin rights on a cluster that can pull the
 //! chart's images and has no other injector for the default revision) and kubectl and helm
@@ -180,5 +181,28 @@ fn chart_installs_and_injects_a_labelled_namespace() {
     .unwrap();
     assert_eq!(container_names(&opted_out, "containers"), ["app"], "an opted-out pod is left alone");
     assert!(container_names(&opted_out, "initContainers").is_empty());
+
+    if !extra.contains("certificates.mode") {
+        let secrets = [
+            "get",
+            "secrets",
+            "-n",
+            &cleanup.release_ns,
+            "-l",
+            "app.kubernetes.io/managed-by=mesh-webhook",
+            "-o",
+            "name",
+        ];
+        let before = cluster.kubectl(&secrets, None).unwrap();
+        assert_eq!(before.lines().count(), 1, "one self-signed Secret: {before}");
+        let uninstall = ["uninstall", &cleanup.release, "-n", &cleanup.release_ns, "--wait", "--timeout", "2m"];
+        let (ok, stdout, stderr) = cluster.run(&cluster.helm, &uninstall, None).unwrap();
+        assert!(ok, "helm uninstall failed:\n{stdout}\n{stderr}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cluster.kubectl(&secrets, None).unwrap().trim().is_empty() {
+            assert!(Instant::now() < deadline, "the self-signed Secret outlived helm uninstall: {before}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
     drop(cleanup);
 }

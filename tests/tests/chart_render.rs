@@ -561,7 +561,11 @@ fn rbac_is_least_privilege() {
     );
     assert_eq!(
         rules_of(&docs, "Role").unwrap(),
-        [rule("", "secrets", &[], &["create"]), rule("", "secrets", &["mesh-webhook-tls"], &["get", "update"])]
+        [
+            rule("", "secrets", &[], &["create"]),
+            rule("", "secrets", &["mesh-webhook-tls"], &["get", "update"]),
+            rule("", "configmaps", &["mesh-webhook"], &["get"]),
+        ]
     );
     // The selector the webhook is given selects this configuration (and not the other release's).
     let labels = mwc.metadata.labels.unwrap();
@@ -1006,10 +1010,16 @@ fn deployment_args_parse_with_the_webhooks_own_flags() {
             assert_eq!(args.namespace.as_deref(), Some(NAMESPACE));
             let role: Role = one(&docs, "Role").unwrap();
             let names = role.rules.unwrap().into_iter().flat_map(|r| r.resource_names.unwrap_or_default());
+            // The Secret's owner is the chart's ConfigMap (deleted by `helm uninstall`, and the
+            // garbage collector deletes the Secret with it).
+            let owner = args.secret_owner_configmap.as_deref().unwrap_or_else(|| panic!("{}: no owner", set.name));
+            let cm: ConfigMap = one(&docs, "ConfigMap").unwrap();
+            assert_eq!(cm.metadata.name.as_deref(), Some(owner), "{}", set.name);
+            assert_eq!(cm.metadata.namespace.as_deref(), Some(NAMESPACE), "{}", set.name);
             assert_eq!(
                 names.collect::<Vec<_>>(),
-                vec![args.secret_name.as_str()],
-                "{}: RBAC names the Secret",
+                vec![args.secret_name.as_str(), owner],
+                "{}: RBAC names the Secret and its owner",
                 set.name
             );
             let selector = args.webhook_config_selector.unwrap();

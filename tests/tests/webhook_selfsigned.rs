@@ -1,6 +1,7 @@
 //! mesh-webhook `--self-signed` against the test API server: the Secret is created and shared by
 //! replicas, `caBundle` is patched into the selected MutatingWebhookConfigurations and put back after
-//! tampering, the served certificate verifies for the Service's DNS name; and native sidecars in
+//! tampering, the served certificate verifies for the Service's DNS name, the Secret is owned by the
+//! `--secret-owner-configmap` ConfigMap (a Secret left by an earlier owner is started over); and native sidecars in
 //! auto mode follow the nodes' kubelet versions.
 
 use mesh_tests::support;
@@ -18,6 +19,7 @@ const SECRET: &str = "mesh-webhook-tls";
 const SELECTOR: &str = "app.kubernetes.io/instance=mesh";
 const SERVICE_DNS: &str = "mesh-webhook.istio-system.svc";
 const READY: Duration = Duration::from_secs(60);
+const OWNER: &str = "mesh-webhook";
 
 fn webhook_configuration(name: &str, labelled: bool, ca_bundle: Option<&str>) -> Value {
     let labels = if labelled { json!({"app.kubernetes.io/instance": "mesh"}) } else { json!({"app": "other"}) };
@@ -51,6 +53,19 @@ fn secret_field(api: &TestApiServer, key: &str) -> anyhow::Result<String> {
     let secret = api.get("v1", "Secret", NS, SECRET).context("Secret not created")?;
     let encoded = secret["data"][key].as_str().with_context(|| format!("Secret has no {key}: {secret}"))?;
     Ok(String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded)?)?)
+}
+
+fn configmap(api: &TestApiServer) -> anyhow::Result<String> {
+    let cm = api.put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": OWNER, "namespace": NS}}))?;
+    Ok(cm["metadata"]["uid"].as_str().context("ConfigMap without uid")?.to_string())
+}
+
+fn owner_references(api: &TestApiServer) -> Value {
+    api.get("v1", "Secret", NS, SECRET).map(|s| s["metadata"]["ownerReferences"].clone()).unwrap_or_default()
+}
+
+fn owned_by(uid: &str) -> Value {
+    json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": OWNER, "uid": uid}])
 }
 
 fn ca_bundles(api: &TestApiServer, name: &str) -> Vec<Value> {
@@ -99,11 +114,12 @@ async fn self_signed_secret_ca_bundle_and_native_sidecar_auto_mode() -> anyhow::
     api.put(webhook_configuration("someone-else", false, Some("b3RoZXI=")))?;
     api.put(node("node-a", "v1.34.1"))?;
     api.put(node("node-b", "v1.32.4"))?;
+    let owner_uid = configmap(&api)?;
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig)?;
     let kubeconfig = kubeconfig.display().to_string();
-    let args = ["--self-signed", "--webhook-config-selector", SELECTOR];
+    let args = ["--self-signed", "--webhook-config-selector", SELECTOR, "--secret-owner-configmap", OWNER];
     let env = [("KUBECONFIG", kubeconfig.as_str()), ("POD_NAMESPACE", NS)];
 
     let webhook = Webhook::start(&args, &env)?;
@@ -116,6 +132,8 @@ async fn self_signed_secret_ca_bundle_and_native_sidecar_auto_mode() -> anyhow::
     }
     let secret = api.get("v1", "Secret", NS, SECRET).context("Secret")?;
     assert_eq!(secret["type"], "kubernetes.io/tls");
+    // Owned by the ConfigMap: the garbage collector deletes the Secret with it.
+    assert_eq!(secret["metadata"]["ownerReferences"], owned_by(&owner_uid));
 
     // caBundle patched into every webhook of the selected configuration, and only there.
     let ca_b64 = json!(base64::engine::general_purpose::STANDARD.encode(&ca_pem));
@@ -148,13 +166,33 @@ async fn self_signed_secret_ca_bundle_and_native_sidecar_auto_mode() -> anyhow::
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A Secret without the ownerReference gets it, and keeps its CA.
+    let mut unowned = api.get("v1", "Secret", NS, SECRET).context("Secret")?;
+    unowned["metadata"]["resourceVersion"] = json!(null);
+    unowned["metadata"].as_object_mut().context("metadata")?.remove("ownerReferences");
+    api.put(unowned)?;
+    assert_eq!(owner_references(&api), Value::Null);
+
     // A second replica shares the CA from the Secret instead of making its own.
     let replica = Webhook::start(&args, &env)?;
     replica.wait_ready(READY)?;
     assert_eq!(secret_field(&api, "ca.crt")?, ca_pem, "the second replica replaced the CA");
     Conn::open_as(replica.listen, config, SERVICE_DNS).await?;
+    assert_eq!(owner_references(&api), owned_by(&owner_uid), "ownerReference not added");
 
     assert_eq!(webhook.metric("mesh_webhook_cert_reloads_total{result=\"ok\"}")?, 1.0);
+
+    // Reinstalled: a new ConfigMap (new uid) while the old Secret is still there (no garbage
+    // collection yet). The old CA is not kept: a new one, owned by the new ConfigMap.
+    api.remove("v1", "ConfigMap", NS, OWNER).context("ConfigMap")?;
+    let new_uid = configmap(&api)?;
+    assert_ne!(new_uid, owner_uid);
+    let reinstalled = Webhook::start(&args, &env)?;
+    reinstalled.wait_ready(READY)?;
+    assert_eq!(owner_references(&api), owned_by(&new_uid));
+    let new_ca = secret_field(&api, "ca.crt")?;
+    assert_ne!(new_ca, ca_pem, "the reinstalled webhook kept the earlier installation's CA");
+    Conn::open_as(reinstalled.listen, client_config_for(&new_ca), SERVICE_DNS).await?;
     Ok(())
 }
 

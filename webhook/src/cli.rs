@@ -62,6 +62,11 @@ pub struct Args {
     #[arg(long, env = "MESH_WEBHOOK_SECRET_NAME", default_value = "mesh-webhook-tls", value_name = "NAME")]
     pub secret_name: String,
 
+    /// ConfigMap in the Secret's namespace that owns the --self-signed Secret: the Secret gets an
+    /// ownerReference to it, so deleting the ConfigMap (e.g. `helm uninstall`) deletes the Secret.
+    #[arg(long, env = "MESH_WEBHOOK_SECRET_OWNER_CONFIGMAP", value_name = "NAME")]
+    pub secret_owner_configmap: Option<String>,
+
     /// Label selector of the MutatingWebhookConfigurations whose caBundle is kept patched
     /// (e.g. `app.kubernetes.io/instance=mesh`).
     #[arg(long, env = "MESH_WEBHOOK_WEBHOOK_CONFIG_SELECTOR", value_name = "SELECTOR")]

@@ -64,12 +64,14 @@ pub fn cert_source(args: &Args, pod_namespace: Option<String>) -> Result<CertSou
         (None, None, true) => {
             let namespace =
                 args.namespace.clone().or(pod_namespace).filter(|n| !n.is_empty()).ok_or(UsageError::NoNamespace)?;
-            Ok(CertSource::SelfSigned(SelfSignedSettings::new(
+            let mut settings = SelfSignedSettings::new(
                 args.service_name.clone(),
                 namespace,
                 args.secret_name.clone(),
                 args.webhook_config_selector.clone(),
-            )))
+            );
+            settings.owner_configmap = args.secret_owner_configmap.clone().filter(|n| !n.is_empty());
+            Ok(CertSource::SelfSigned(settings))
         }
     }
 }

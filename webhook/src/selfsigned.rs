@@ -10,7 +10,8 @@ use base64::Engine as _;
 use futures::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher;
@@ -71,6 +72,9 @@ pub struct SelfSignedSettings {
     pub renew_fraction: f64,
     /// How often the Secret is checked (renewal, changes by other replicas, deletion).
     pub check_interval: Duration,
+    /// ConfigMap in `namespace` that owns the Secret (`metadata.ownerReferences`), so the garbage
+    /// collector deletes the Secret with it (none: the Secret has no owner).
+    pub owner_configmap: Option<String>,
 }
 
 impl SelfSignedSettings {
@@ -86,6 +90,7 @@ impl SelfSignedSettings {
             serving_validity: Duration::from_secs(365 * 24 * 3600),
             renew_fraction: 1.0 / 3.0,
             check_interval: Duration::from_secs(300),
+            owner_configmap: None,
         }
     }
 
@@ -249,6 +254,71 @@ pub fn plan(bundle: Option<&Bundle>, dns_names: &[String], now: OffsetDateTime, 
     Renewal::Keep
 }
 
+/// The reference to the ConfigMap `owner` that goes into the Secret's `metadata.ownerReferences`;
+/// `None` when the object has no name or uid (it was never stored).
+pub fn owner_reference(owner: &ConfigMap) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: "v1".to_string(),
+        kind: "ConfigMap".to_string(),
+        name: owner.metadata.name.clone()?,
+        uid: owner.metadata.uid.clone()?,
+        block_owner_deletion: None,
+        controller: None,
+    })
+}
+
+/// How the Secret's `ownerReferences` relate to the wanted owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// No owner wanted, or the Secret already references it.
+    Current,
+    /// The Secret does not reference an object of the owner's kind and name: add the reference.
+    Missing,
+    /// The Secret references an earlier object of the owner's kind and name (another uid): it was
+    /// made for an earlier installation and is waiting for the garbage collector. Start over.
+    Stale,
+}
+
+fn same_object(a: &OwnerReference, b: &OwnerReference) -> bool {
+    a.kind == b.kind && a.name == b.name && a.api_version.split('/').next() == b.api_version.split('/').next()
+}
+
+/// Compares the Secret's `ownerReferences` with `owner`.
+pub fn ownership(secret: &Secret, owner: Option<&OwnerReference>) -> Ownership {
+    let Some(owner) = owner else { return Ownership::Current };
+    let refs = secret.metadata.owner_references.as_deref().unwrap_or_default();
+    match refs.iter().find(|r| same_object(r, owner)) {
+        Some(r) if r.uid == owner.uid => Ownership::Current,
+        Some(_) => Ownership::Stale,
+        None => Ownership::Missing,
+    }
+}
+
+/// The Secret's `ownerReferences` with `owner` in place of any reference to an object of the same
+/// kind and name; other owners are kept.
+pub fn with_owner(refs: Option<&[OwnerReference]>, owner: &OwnerReference) -> Vec<OwnerReference> {
+    let mut out: Vec<OwnerReference> =
+        refs.unwrap_or_default().iter().filter(|r| !same_object(r, owner)).cloned().collect();
+    out.push(owner.clone());
+    out
+}
+
+/// The Secret created for `bundle`, owned by `owner` when given.
+pub fn new_secret(settings: &SelfSignedSettings, bundle: &Bundle, owner: Option<&OwnerReference>) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(settings.secret_name.clone()),
+            namespace: Some(settings.namespace.clone()),
+            labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".to_string(), "mesh-webhook".to_string())])),
+            owner_references: owner.map(|o| vec![o.clone()]),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".to_string()),
+        data: Some(bundle.to_data()),
+        ..Default::default()
+    }
+}
+
 fn api_error(what: String) -> impl FnOnce(kube::Error) -> SelfSignedError {
     move |source| SelfSignedError::Api { what, source }
 }
@@ -264,13 +334,30 @@ pub async fn ensure_secret(client: &Client, settings: &SelfSignedSettings) -> Re
     let name = &settings.secret_name;
     let id = format!("{}/{name}", settings.namespace);
     let dns_names = settings.dns_names();
+    let owner = match &settings.owner_configmap {
+        Some(owner) => {
+            let what = format!("get ConfigMap {}/{owner} (--secret-owner-configmap)", settings.namespace);
+            let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
+            let configmap = configmaps.get(owner).await.map_err(api_error(what))?;
+            owner_reference(&configmap)
+        }
+        None => None,
+    };
     for _ in 0..5 {
         let existing = api.get_opt(name).await.map_err(api_error(format!("get Secret {id}")))?;
-        let current = existing.as_ref().and_then(Bundle::from_secret);
+        let owned = existing.as_ref().map_or(Ownership::Current, |s| ownership(s, owner.as_ref()));
+        let current = match owned {
+            Ownership::Stale => {
+                tracing::info!(secret = %id, "the Secret belongs to an earlier owner; starting over");
+                None
+            }
+            _ => existing.as_ref().and_then(Bundle::from_secret),
+        };
         let now = OffsetDateTime::now_utc();
         let bundle = match plan(current.as_ref(), &dns_names, now, settings.renew_fraction) {
             Renewal::Keep => match current {
-                Some(bundle) => return Ok(bundle),
+                Some(bundle) if owned == Ownership::Current => return Ok(bundle),
+                Some(bundle) => bundle,
                 None => continue,
             },
             Renewal::NewServing => {
@@ -290,25 +377,13 @@ pub async fn ensure_secret(client: &Client, settings: &SelfSignedSettings) -> Re
             Some(mut secret) => {
                 secret.data = Some(bundle.to_data());
                 secret.string_data = None;
+                if let Some(owner) = &owner {
+                    secret.metadata.owner_references =
+                        Some(with_owner(secret.metadata.owner_references.as_deref(), owner));
+                }
                 api.replace(name, &PostParams::default(), &secret).await
             }
-            None => {
-                let secret = Secret {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(settings.namespace.clone()),
-                        labels: Some(BTreeMap::from([(
-                            "app.kubernetes.io/managed-by".to_string(),
-                            "mesh-webhook".to_string(),
-                        )])),
-                        ..Default::default()
-                    },
-                    type_: Some("kubernetes.io/tls".to_string()),
-                    data: Some(bundle.to_data()),
-                    ..Default::default()
-                };
-                api.create(&PostParams::default(), &secret).await
-            }
+            None => api.create(&PostParams::default(), &new_secret(settings, &bundle, owner.as_ref())).await,
         };
         match result {
             Ok(_) => return Ok(bundle),

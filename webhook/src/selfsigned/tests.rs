@@ -77,3 +77,61 @@ fn ca_bundle_patch_touches_only_stale_webhooks() {
     }
     assert!(ca_bundle_patch(&fixed, "CA").is_none());
 }
+
+fn configmap(name: &str, uid: Option<&str>) -> ConfigMap {
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_string()),
+            uid: uid.map(str::to_string),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn reference(kind: &str, name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".to_string(),
+        kind: kind.to_string(),
+        name: name.to_string(),
+        uid: uid.to_string(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn created_secret_references_the_owner_configmap() {
+    let s = settings();
+    let bundle = bundle_at(OffsetDateTime::now_utc(), &s);
+    let owner = owner_reference(&configmap("mesh-webhook", Some("u-1"))).expect("stored ConfigMap");
+    let secret = serde_json::to_value(new_secret(&s, &bundle, Some(&owner))).expect("serialize");
+    assert_eq!(
+        secret["metadata"]["ownerReferences"],
+        serde_json::json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "mesh-webhook", "uid": "u-1"}])
+    );
+    assert_eq!(secret["metadata"]["name"], "mesh-webhook-tls");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let unowned = serde_json::to_value(new_secret(&s, &bundle, None)).expect("serialize");
+    assert!(unowned["metadata"].get("ownerReferences").is_none(), "{unowned}");
+    assert_eq!(owner_reference(&configmap("mesh-webhook", None)), None, "a ConfigMap without uid was never stored");
+}
+
+#[test]
+fn ownership_of_existing_secrets() {
+    let owner = reference("ConfigMap", "mesh-webhook", "u-2");
+    let with = |refs: Vec<OwnerReference>| Secret {
+        metadata: kube::api::ObjectMeta { owner_references: Some(refs), ..Default::default() },
+        ..Default::default()
+    };
+    assert_eq!(ownership(&Secret::default(), Some(&owner)), Ownership::Missing);
+    assert_eq!(ownership(&with(vec![reference("Deployment", "mesh-webhook", "d")]), Some(&owner)), Ownership::Missing);
+    assert_eq!(ownership(&with(vec![owner.clone()]), Some(&owner)), Ownership::Current);
+    assert_eq!(ownership(&with(vec![reference("ConfigMap", "mesh-webhook", "u-1")]), Some(&owner)), Ownership::Stale);
+    assert_eq!(ownership(&Secret::default(), None), Ownership::Current);
+
+    // The stale reference is replaced, other owners are kept.
+    let other = reference("Deployment", "other", "d");
+    let refs = [other.clone(), reference("ConfigMap", "mesh-webhook", "u-1")];
+    assert_eq!(with_owner(Some(&refs), &owner), vec![other, owner.clone()]);
+    assert_eq!(with_owner(None, &owner), vec![owner]);
+}
