@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::config_dump::ConfigDump;
 
+pub mod args;
 pub mod command;
 pub mod matcher;
 pub mod overview;

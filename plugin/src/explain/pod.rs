@@ -8,7 +8,7 @@ use anyhow::{Context, anyhow, bail};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 
-use super::command::ExplainArgs;
+use super::args::ExplainArgs;
 use super::provenance::ObjectRef;
 use super::report::ObjectStatus;
 use super::trace::{Resolution, resolve_offline};

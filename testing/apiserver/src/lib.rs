@@ -29,6 +29,7 @@ mod proxy;
 mod resource;
 mod router;
 mod selector;
+mod shared;
 mod status;
 mod store;
 mod table;

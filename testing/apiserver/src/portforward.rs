@@ -16,7 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Message, Role};
 
-use super::router::{Body, Shared, full, lock};
+use super::shared::{Body, Shared, full, lock};
 use super::status::ApiError;
 
 /// Subprotocols the server accepts, in the kubelet's terms (binary channel protocols).

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 
 use super::resource::ResourceType;
-use super::router::{Body, Shared, lock};
+use super::shared::{Body, Shared, lock};
 use super::status::ApiError;
 
 /// How long the whole proxied exchange may take before the server gives up.
