@@ -84,7 +84,9 @@ pub fn webhook_binary() -> anyhow::Result<PathBuf> {
             let target_dir = profile_dir.parent().ok_or("unexpected test binary location")?;
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
             let mut build = Command::new(cargo);
-            build.args(["build", "--quiet", "-p", "mesh-webhook", "--bin", "mesh-webhook", "--target-dir"]);
+            // `--workspace --bins`, as tests/run builds them: with `-p` cargo would unify features for that
+            // package alone and build its dependencies a second time, in another configuration.
+            build.args(["build", "--quiet", "--workspace", "--bins", "--target-dir"]);
             build.arg(target_dir);
             if profile_dir.file_name().is_some_and(|n| n == "release") {
                 build.arg("--release");

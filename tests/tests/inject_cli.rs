@@ -24,7 +24,8 @@ fn plugin() -> assert_cmd::Command {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug").to_owned();
         let mut build = Command::new(cargo);
-        build.args(["build", "-q", "-p", "kubectl-mesh", "--bin", "kubectl-mesh"]).current_dir(repo());
+        // `--workspace --bins`, as tests/run builds them (`-p` would rebuild dependencies with other features).
+        build.args(["build", "-q", "--workspace", "--bins"]).current_dir(repo());
         if profile == "release" {
             build.arg("--release");
         }

@@ -23,7 +23,7 @@ fn plugin() -> anyhow::Result<PathBuf> {
     let bin = debug.join("kubectl-mesh");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
-        .args(["build", "-q", "-p", "kubectl-mesh", "--bin", "kubectl-mesh"])
+        .args(["build", "-q", "--workspace", "--bins"]) // as tests/run does: no second feature set
         .current_dir(mesh_tests::tools::repo_root())
         .status()?;
     anyhow::ensure!(status.success(), "cargo build -p kubectl-mesh failed: {status}");

@@ -38,7 +38,7 @@ fn plugin() -> anyhow::Result<PathBuf> {
             if !fresh(&bin) {
                 let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
                 let status = std::process::Command::new(cargo)
-                    .args(["build", "-q", "-p", "kubectl-mesh", "--bin", "kubectl-mesh"])
+                    .args(["build", "-q", "--workspace", "--bins"]) // as tests/run does: no second feature set
                     .current_dir(mesh_tests::tools::repo_root())
                     .status()
                     .map_err(|e| format!("building kubectl-mesh: {e}"))?;
