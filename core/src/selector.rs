@@ -246,8 +246,9 @@ impl std::fmt::Display for LabelSelectorRequirement {
     }
 }
 
-/// Splits on commas that are not inside parentheses, dropping empty parts.
-fn split_top_level(text: &str) -> Vec<&str> {
+/// Splits on commas that are not inside parentheses, dropping empty parts (the text form of label
+/// and field selectors).
+pub fn split_top_level(text: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut depth, mut start) = (0_i32, 0);
     for (i, c) in text.char_indices() {

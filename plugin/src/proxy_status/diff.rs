@@ -202,14 +202,7 @@ fn listener_fields(l: &Listener) -> BTreeMap<String, String> {
         TrafficDirection::try_from(l.traffic_direction).map(|t| t.as_str_name().to_string()).unwrap_or_default(),
     );
     for (i, chain) in l.filter_chains.iter().enumerate() {
-        let key =
-            if chain.name.is_empty() { format!("filter_chain[{i}]") } else { format!("filter_chain[{}]", chain.name) };
-        let port = chain
-            .filter_chain_match
-            .as_ref()
-            .and_then(|m| m.destination_port)
-            .map(|p| format!("port={} ", p.value))
-            .unwrap_or_default();
+        let port = chain.filter_chain_match.as_ref().and_then(|m| m.destination_port).map(|p| p.value);
         let filters: Vec<String> = chain
             .filters
             .iter()
@@ -218,7 +211,8 @@ fn listener_fields(l: &Listener) -> BTreeMap<String, String> {
                 _ => filter_text(&flt.name, None),
             })
             .collect();
-        f.insert(key, format!("{port}{}", filters.join(",")));
+        let (key, value) = chain_entry(i, &chain.name, port, &filters);
+        f.insert(key, value);
     }
     f
 }
@@ -245,14 +239,9 @@ fn route_fields(r: &RouteConfiguration) -> BTreeMap<String, String> {
                 let action = match &rt.action {
                     Some(route::Action::Route(ra)) => match &ra.cluster_specifier {
                         Some(route_action::ClusterSpecifier::Cluster(c)) => format!("cluster={c}"),
-                        Some(route_action::ClusterSpecifier::WeightedClusters(w)) => format!(
-                            "weighted={}",
-                            w.clusters
-                                .iter()
-                                .map(|c| format!("{}:{}", c.name, c.weight.map_or(0, |w| w.value)))
-                                .collect::<Vec<_>>()
-                                .join("+")
-                        ),
+                        Some(route_action::ClusterSpecifier::WeightedClusters(w)) => {
+                            weighted_text(w.clusters.iter().map(|c| (c.name.as_str(), c.weight.map_or(0, |w| w.value))))
+                        }
                         _ => "route".to_string(),
                     },
                     Some(route::Action::Redirect(_)) => "redirect".to_string(),
@@ -261,13 +250,33 @@ fn route_fields(r: &RouteConfiguration) -> BTreeMap<String, String> {
                 };
                 let mut md = BTreeMap::new();
                 istio_metadata(rt.metadata.as_ref(), &mut md);
-                let config = md.get("istio.config").map(|c| format!(" config={c}")).unwrap_or_default();
-                format!("{} {m} -> {action}{config}", rt.name)
+                route_line(&rt.name, &m, &action, md.get("istio.config").map(String::as_str))
             })
             .collect();
         f.insert(format!("vhost[{}].routes", vh.name), routes.join("; "));
     }
     f
+}
+
+// What both sides write, whatever they read from: one text per field.
+
+/// A filter chain's field: `filter_chain[<name or index>]` → `port=<p> <filters>`.
+fn chain_entry(index: usize, name: &str, port: Option<u32>, filters: &[String]) -> (String, String) {
+    let key = if name.is_empty() { format!("filter_chain[{index}]") } else { format!("filter_chain[{name}]") };
+    let port = port.map(|p| format!("port={p} ")).unwrap_or_default();
+    (key, format!("{port}{}", filters.join(",")))
+}
+
+/// `weighted=a:60+b:40`.
+fn weighted_text<'a>(clusters: impl Iterator<Item = (&'a str, u32)>) -> String {
+    let parts: Vec<String> = clusters.map(|(name, weight)| format!("{name}:{weight}")).collect();
+    format!("weighted={}", parts.join("+"))
+}
+
+/// One route: `<name> <match> -> <action>[ config=<istio.config>]`.
+fn route_line(name: &str, matcher: &str, action: &str, config: Option<&str>) -> String {
+    let config = config.map(|c| format!(" config={c}")).unwrap_or_default();
+    format!("{name} {matcher} -> {action}{config}")
 }
 
 /// istiod's side, from the `envoy.admin.v3.ConfigDump` protobuf of `istio.io/debug/config_dump`.
@@ -402,16 +411,10 @@ fn model_listener_fields(l: &model::Listener) -> BTreeMap<String, String> {
     f.insert("bind_to_port".to_string(), l.bind_to_port.unwrap_or(true).to_string());
     f.insert("traffic_direction".to_string(), l.traffic_direction.clone().unwrap_or_else(|| "UNSPECIFIED".into()));
     for (i, chain) in l.filter_chains.iter().enumerate() {
-        let key =
-            if chain.name.is_empty() { format!("filter_chain[{i}]") } else { format!("filter_chain[{}]", chain.name) };
-        let port = chain
-            .filter_chain_match
-            .as_ref()
-            .and_then(|m| m.destination_port)
-            .map(|p| format!("port={p} "))
-            .unwrap_or_default();
+        let port = chain.filter_chain_match.as_ref().and_then(|m| m.destination_port);
         let filters: Vec<String> = chain.filters.iter().map(model_filter_text).collect();
-        f.insert(key, format!("{port}{}", filters.join(",")));
+        let (key, value) = chain_entry(i, &chain.name, port, &filters);
+        f.insert(key, value);
     }
     f
 }
@@ -441,27 +444,16 @@ fn model_route_fields(r: &model::RouteConfiguration) -> BTreeMap<String, String>
                 let action = match (&rt.route, &rt.redirect, &rt.direct_response) {
                     (Some(ra), _, _) => match (&ra.cluster, &ra.weighted_clusters) {
                         (Some(c), _) => format!("cluster={c}"),
-                        (None, Some(w)) => format!(
-                            "weighted={}",
-                            w.clusters
-                                .iter()
-                                .map(|c| format!("{}:{}", c.name, c.weight.unwrap_or(0)))
-                                .collect::<Vec<_>>()
-                                .join("+")
-                        ),
+                        (None, Some(w)) => {
+                            weighted_text(w.clusters.iter().map(|c| (c.name.as_str(), c.weight.unwrap_or(0))))
+                        }
                         (None, None) => "route".to_string(),
                     },
                     (None, Some(_), _) => "redirect".to_string(),
                     (None, None, Some(d)) => format!("direct_response={}", d.status.unwrap_or(0)),
                     (None, None, None) => String::new(),
                 };
-                let config = rt
-                    .metadata
-                    .as_ref()
-                    .and_then(|md| md.istio_config())
-                    .map(|c| format!(" config={c}"))
-                    .unwrap_or_default();
-                format!("{} {m} -> {action}{config}", rt.name)
+                route_line(&rt.name, &m, &action, rt.metadata.as_ref().and_then(|md| md.istio_config()))
             })
             .collect();
         f.insert(format!("vhost[{}].routes", vh.name), routes.join("; "));

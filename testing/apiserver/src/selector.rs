@@ -10,25 +10,6 @@ use super::status::ApiError;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelSelector(mesh_core::selector::LabelSelector);
 
-/// Splits on commas that are not inside parentheses.
-fn split_top_level(text: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0_i32, 0);
-    for (i, c) in text.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&text[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
-    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
-}
-
 impl LabelSelector {
     /// Parses `labelSelector`; a bad selector is a 400 naming it.
     pub fn parse(text: &str) -> Result<Self, ApiError> {
@@ -54,7 +35,7 @@ impl FieldSelector {
     /// Parses `fieldSelector`, allowing `metadata.name`, `metadata.namespace` and the type's extra fields.
     pub fn parse(text: &str, allowed: &[String]) -> Result<Self, ApiError> {
         let mut terms = Vec::new();
-        for part in split_top_level(text) {
+        for part in mesh_core::selector::split_top_level(text) {
             let (field, value, eq) = if let Some((f, v)) = part.split_once("!=") {
                 (f, v, false)
             } else if let Some((f, v)) = part.split_once("==") {
