@@ -6,6 +6,7 @@
 pub mod check_inject;
 pub mod cli;
 pub mod cluster;
+pub mod completion;
 pub mod config_dump;
 pub mod exit;
 pub mod explain;
