@@ -415,3 +415,9 @@ pub fn kubelet_update(dir: &Path, version: u32, files: &[(&str, &str)]) -> anyho
     std::fs::rename(&tmp, dir.join("..data"))?;
     Ok(())
 }
+
+/// A binary of this workspace's build (`kubectl-mesh`, `kubectl_complete-mesh`, ...), built with the
+/// others first if needed.
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(webhook_binary()?.with_file_name(name))
+}
