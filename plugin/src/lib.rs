@@ -12,5 +12,6 @@ pub mod exit;
 pub mod explain;
 pub mod inject;
 pub mod proxy_status;
+pub mod schema;
 
 pub use cli::{Cli, main_with, run};

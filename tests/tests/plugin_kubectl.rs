@@ -274,3 +274,31 @@ fn pipe(program: &Path, args: &[&str], input: &str, env: Option<&Env>) -> Result
     child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
     ok(args, child.wait_with_output()?)
 }
+
+/// Every `-o json|yaml` document of the binary starts with its version fields (`inject` prints
+/// Kubernetes objects, which carry their own).
+#[test]
+fn documents_name_their_version() -> Result<()> {
+    let plugin = workspace_binary("kubectl-mesh")?;
+    let dump = mesh_tests::repo_root().join("examples/explain/foo-config-dump.json").display().to_string();
+    for format in ["json", "yaml"] {
+        let out = Command::new(&plugin).args(["explain", "--file", &dump, "-o", format]).output()?;
+        // Exit 2 is a finding (the dump's referenced objects are unchecked offline), not a failure.
+        assert!(
+            matches!(out.status.code(), Some(0 | 2)),
+            "explain -o {format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_saphyr::from_slice(&out.stdout).with_context(|| format!("explain -o {format}"))?;
+        assert_eq!(doc["apiVersion"], "mesh.dev/v1alpha1", "explain -o {format}");
+        assert_eq!(doc["kind"], "Explanation", "explain -o {format}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let first = text.trim_start_matches(['{', '\n', ' ']).lines().next().unwrap_or_default().to_owned();
+        assert!(first.contains("apiVersion"), "explain -o {format} starts with {first:?}");
+    }
+    let example = mesh_tests::repo_root().join("examples/inject/deployment.yaml").display().to_string();
+    let out = Command::new(&plugin).args(["inject", "-f", &example, "-o", "json"]).output()?;
+    let doc: Value = serde_json::from_str(&ok(&["inject"], out)?)?;
+    assert!(doc["apiVersion"].is_string() && doc["kind"].is_string(), "{doc}");
+    Ok(())
+}
