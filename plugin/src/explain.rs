@@ -15,6 +15,7 @@ pub mod matcher;
 pub mod overview;
 pub mod pod;
 pub mod provenance;
+pub mod rbac;
 pub mod render;
 pub mod report;
 pub mod request;

@@ -112,7 +112,11 @@ async fn resolve_through_api(
 /// Looks an object up: found (with its generation), missing (the proxy's config is stale) or forbidden.
 async fn object_status(client: &kube::Client, o: &ObjectRef, timeout: Duration) -> ObjectStatus {
     let gvk = GroupVersionKind::gvk(&o.group, &o.version, &o.kind);
-    let plural = format!("{}s", o.kind.to_ascii_lowercase());
+    let kind = o.kind.to_ascii_lowercase();
+    let plural = match kind.strip_suffix('y') {
+        Some(stem) => format!("{stem}ies"),
+        None => format!("{kind}s"),
+    };
     let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &o.namespace, &ar);
     let (status, generation) = match tokio::time::timeout(timeout, api.get_opt(&o.name)).await {

@@ -255,7 +255,15 @@ fn render_step(out: &mut String, st: &Style, n: usize, s: &Step) {
         let _ = writeln!(out, "    {} {}", st.dim("from:"), st.obj(&o.display()));
     }
     for c in s.rejected.iter().take(MAX_REJECTED) {
-        let _ = writeln!(out, "    {} {}: {}", st.bad("✗"), c.name, c.reason);
+        // RBAC steps list every policy: the ones that match, and the ones the tracer cannot decide.
+        let mark = if c.reason == "matches" {
+            st.ok("✓")
+        } else if c.reason.starts_with("cannot evaluate") {
+            st.warn("?")
+        } else {
+            st.bad("✗")
+        };
+        let _ = writeln!(out, "    {mark} {}: {}", c.name, c.reason);
     }
     if s.rejected.len() > MAX_REJECTED {
         let _ = writeln!(out, "    {} {} more (see -o json)", st.bad("✗"), s.rejected.len() - MAX_REJECTED);

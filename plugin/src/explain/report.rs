@@ -257,13 +257,14 @@ pub struct Trace {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     /// `resolve`, `capture`, `listener`, `filter_chain`, `route_config`, `virtual_host`, `route`,
-    /// `action`, `endpoints`.
+    /// `action`, `endpoints`; inbound also `http_filters`, `rbac` (one per RBAC filter), `application`.
     pub stage: String,
     /// What was chosen.
     pub chosen: String,
     /// Why.
     pub why: String,
-    /// Earlier (or other) candidates and why they lost.
+    /// Earlier (or other) candidates and why they lost; for an `rbac` step, every policy and its
+    /// result (`matches`, `does not match: ...`, `cannot evaluate: uses ...`).
     pub rejected: Vec<Candidate>,
     /// Objects behind the chosen item.
     pub objects: Vec<ObjectRef>,
@@ -291,7 +292,8 @@ pub struct Shadowed {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
     /// `cluster`, `weighted_clusters`, `redirect`, `direct_response`, `not_captured`, `no_listener`,
-    /// `no_filter_chain`, `no_route_config`, `no_virtual_host`, `no_route`, `cluster_header`.
+    /// `no_filter_chain`, `no_route_config`, `no_virtual_host`, `no_route`, `cluster_header`; inbound:
+    /// `direct_to_app`, `blackhole`, `rbac_denied` (403).
     pub kind: String,
     /// The cluster Envoy sends it to, when that is determined.
     pub cluster: Option<String>,
