@@ -8,6 +8,7 @@ mod chart_render;
 mod docs_flags;
 mod envoy_static;
 mod explain_differential;
+mod explain_endpoints;
 mod explain_example;
 mod explain_golden;
 mod explain_inbound_differential;

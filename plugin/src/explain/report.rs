@@ -28,6 +28,55 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// The Kubernetes and Istio objects referenced, with what the API server says about them.
     pub objects: Vec<ObjectStatus>,
+    /// Pod mode, with a trace: Envoy's endpoints of each cluster reached against the Service's
+    /// EndpointSlices, and Envoy's live health of each endpoint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoint_checks: Vec<EndpointCheck>,
+}
+
+/// Envoy's endpoints of one `outbound|port|subset|host` cluster against Kubernetes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointCheck {
+    /// The cluster.
+    pub cluster: String,
+    /// `agree`, `drift` (they differ, still after a re-read 2 s later), or `unchecked`.
+    pub status: String,
+    /// What was compared (Service, EndpointSlices, subset selector), or why nothing was.
+    pub source: String,
+    /// How many ready addresses Kubernetes has for the cluster.
+    pub kubernetes: usize,
+    /// How many endpoints Envoy has.
+    pub envoy: usize,
+    /// Ready in Kubernetes, absent from Envoy.
+    pub missing: Vec<AddressView>,
+    /// In Envoy, not ready (or gone) in Kubernetes.
+    pub extra: Vec<AddressView>,
+    /// Envoy's live view of the endpoints (`GET /clusters`).
+    pub live: Vec<LiveEndpoint>,
+}
+
+/// An endpoint address and the pod behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddressView {
+    /// `ip:port`.
+    pub address: String,
+    /// The pod, when known (EndpointSlice `targetRef`, or Envoy's workload metadata).
+    pub pod: Option<String>,
+}
+
+/// Envoy's live state of one endpoint (`GET /clusters?format=json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveEndpoint {
+    /// `ip:port`.
+    pub address: String,
+    /// The health status EDS gave it.
+    pub eds_health: String,
+    /// The `health_status` flags that are set, e.g. `failed_outlier_check`.
+    pub flags: Vec<String>,
+    /// Ejected by outlier detection.
+    pub ejected: bool,
+    /// Failing health checks, or not healthy in EDS.
+    pub unhealthy: bool,
 }
 
 /// One referenced object and, with a cluster, its state.
