@@ -60,12 +60,42 @@ pub struct HttpFilterConfig {
 
 impl<'de> Deserialize<'de> for HttpFilterConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(d)?;
-        let type_url = value.get("@type").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        d.deserialize_map(FilterConfigVisitor)
+    }
+}
+
+/// Reads `@type` (Envoy writes it first) and skips the rest of every filter but RBAC, so large
+/// configurations (stats, Wasm) cost no memory; fields seen before `@type` are kept until it is known.
+struct FilterConfigVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FilterConfigVisitor {
+    type Value = HttpFilterConfig;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an HTTP filter's typed_config (a map with \"@type\")")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(HttpFilterConfig::default())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut type_url: Option<String> = None;
+        let mut kept = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "@type" {
+                type_url = Some(map.next_value()?);
+            } else if type_url.as_deref().is_some_and(|t| !t.ends_with(RBAC_TYPE)) {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            } else {
+                kept.insert(key, map.next_value()?);
+            }
+        }
+        let type_url = type_url.unwrap_or_default();
         if !type_url.ends_with(RBAC_TYPE) {
             return Ok(HttpFilterConfig { type_url, rbac: None, unreadable: None });
         }
-        Ok(match serde_json::from_value::<RbacFilter>(value) {
+        Ok(match serde_json::from_value::<RbacFilter>(serde_json::Value::Object(kept)) {
             Ok(rbac) => HttpFilterConfig { type_url, rbac: Some(rbac), unreadable: None },
             Err(e) => HttpFilterConfig { type_url, rbac: None, unreadable: Some(e.to_string()) },
         })

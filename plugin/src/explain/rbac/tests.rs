@@ -178,6 +178,13 @@ fn other_filters_keep_only_their_type() {
     .unwrap();
     assert!(f.is_rbac() && f.rbac().is_none());
     assert!(f.typed_config.unwrap().unreadable.is_some());
+    // Fields before `@type` (hand-edited YAML) are kept until the type is known.
+    let f: HttpFilter = serde_json::from_str(
+        r#"{"name": "rbac", "typed_config": {"rules": {"action": "DENY", "policies": {}},
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"}}"#,
+    )
+    .unwrap();
+    assert_eq!(f.rbac().and_then(|r| r.rules.as_ref()).map(|r| r.action()), Some("DENY"));
 }
 
 #[test]
