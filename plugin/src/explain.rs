@@ -13,10 +13,12 @@ use crate::config_dump::ConfigDump;
 
 pub mod args;
 pub mod command;
+pub mod endpoints;
 pub mod matcher;
 pub mod overview;
 pub mod pod;
 pub mod provenance;
+pub mod rbac;
 pub mod render;
 pub mod report;
 pub mod request;
@@ -122,6 +124,7 @@ pub fn explain(dump: &ConfigDump, input: Input<'_>) -> Report {
         trace: None,
         problems: dump.problems(),
         objects: Vec::new(),
+        endpoint_checks: Vec::new(),
     };
     match request {
         Some(req) if inbound.is_some() => {
