@@ -166,7 +166,7 @@ fn decoded_patch(body: &[u8]) -> Option<String> {
 /// volume in every container and init container that has no mount at the token path.
 fn mount_token_everywhere(pod: &mut Value, token: &str) {
     for list in ["containers", "initContainers"] {
-        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+        for c in pod["spec"].get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
             let mounts = c.as_object_mut().unwrap().entry("volumeMounts").or_insert_with(|| json!([]));
             let mounts = mounts.as_array_mut().unwrap();
             if !mounts.iter().any(|m| m["mountPath"] == TOKEN_PATH) {
@@ -278,4 +278,32 @@ fn the_token_name_stays_in_the_key_unless_it_is_only_the_volume_and_its_mounts()
     escaped = escaped.replacen("kube-api-access-x7k2q", "kube-api-access-x7k2\\u0071", 1);
     let request = admission::parse_review(escaped.as_bytes()).unwrap();
     assert_eq!(cache::Key::new(&request, None, None, true).token(), None, "an escaped mention keeps the name");
+}
+
+#[test]
+fn the_re_review_of_an_injected_pod_is_allowed_without_a_patch() {
+    let fixture = fixture("admissionreview-v1-pod-generatename-owner.json");
+    let pod = fixture["request"]["object"].clone();
+    let token = "kube-api-access-8mhdn";
+    let state = state(cache::DEFAULT_BYTES);
+    let (first, _) = answer_of(&state, &review_of(pod.clone()));
+    let mut injected = apply_patch(&pod, &serde_json::from_slice(&first).unwrap());
+    mount_token_everywhere(&mut injected, token);
+    for (i, uid) in ["re-1", "re-2"].into_iter().enumerate() {
+        let mut review = review_of(injected.clone());
+        review["request"]["uid"] = json!(uid);
+        let (body, hit) = answer_of(&state, &review);
+        let response: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            response,
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                   "response": {"uid": uid, "allowed": true}})
+        );
+        assert_eq!(hit, i == 1, "the second re-review is answered from the cache");
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = serde_json::to_vec(&review_of(injected)).unwrap();
+    let answered = answer(&state, Ok(InjectTarget::default()), &headers, Ok(body)).ok().unwrap();
+    assert_eq!((answered.decided.outcome, answered.decided.reason), (Outcome::Skipped, ALREADY_INJECTED));
 }
