@@ -1,5 +1,5 @@
 //! Differential test of `explain --inbound` against the real Envoy: a virtualInbound-style listener
-//! (TLS and HTTP inspectors; one listener bound to four loopback ports through
+//! (TLS and HTTP inspectors; one listener bound to six loopback ports through
 //! `additional_addresses`, so the destination port picks the chain as the original destination does
 //! behind iptables) with per-port chains as Istio builds them for STRICT (TLS with ALPN `istio`
 //! only), PERMISSIVE (TLS and plaintext) and DISABLE (plaintext only) ports, a port without any
