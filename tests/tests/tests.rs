@@ -19,6 +19,7 @@ mod init_conformance;
 mod inject_cli;
 mod inject_conformance;
 mod krew_manifest;
+mod plugin_kubectl;
 mod proxy_status_bench;
 mod proxy_status_e2e;
 mod webhook_hostile;

@@ -1,7 +1,9 @@
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{Map, json};
 
 use super::*;
+use crate::names;
+use crate::status::SidecarStatus;
 
 fn req() -> InjectRequest<'static> {
     InjectRequest { namespace: "default", cluster_id: None, network: None, nodes_support_native_sidecars: true }

@@ -45,7 +45,7 @@ pub async fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Res
     if args.output == Format::Json {
         // Streamed: a whole-pod report of a large dump need not exist twice in memory.
         let mut w = std::io::BufWriter::new(&mut *out);
-        serde_json::to_writer_pretty(&mut w, &report)?;
+        serde_json::to_writer_pretty(&mut w, &crate::schema::versioned(crate::schema::Kind::Explanation, &report))?;
         w.write_all(b"\n")?;
         w.flush()?;
     } else {
