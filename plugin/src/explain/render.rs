@@ -43,6 +43,9 @@ pub fn render(report: &Report, color: bool) -> String {
     if let Some(node) = &report.node {
         let _ = writeln!(out, "{} {node}", st.bold("node:"));
     }
+    if let Some(g) = &report.gateway {
+        let _ = writeln!(out, "{} {}", st.bold("gateway:"), super::trace::gateway::describe(g));
+    }
     if let Some(c) = &report.capture {
         let _ = writeln!(out, "{}", st.bold("capture (from istio-init):"));
         let _ = writeln!(
