@@ -9,6 +9,7 @@ mod docs_flags;
 mod envoy_static;
 mod explain_differential;
 mod explain_example;
+mod explain_gateway;
 mod explain_golden;
 mod explain_pod;
 mod init_apply;

@@ -267,7 +267,8 @@ fn render_step(out: &mut String, st: &Style, n: usize, s: &Step) {
 
 fn render_trace(out: &mut String, st: &Style, t: &Trace) {
     let r = &t.request;
-    let mut line = format!("{} {} http://{}{}", st.bold("request:"), r.method, r.authority, r.path);
+    let scheme = if r.sni.is_some() { "https" } else { "http" };
+    let mut line = format!("{} {} {scheme}://{}{}", st.bold("request:"), r.method, r.authority, r.path);
     if r.authority != format!("{}:{}", r.host, r.port) && r.port != 80 {
         line.push_str(&format!(" to port {}", r.port));
     }
