@@ -888,3 +888,100 @@ async fn tracer_agrees_with_a_real_gateway() {
             + &failures.iter().map(|f| f.lines().next().unwrap_or_default().to_string()).collect::<Vec<_>>().join("\n")
     );
 }
+
+/// Pod mode for a gateway, against the test API server: the gateway pod's admin port serves the
+/// bundled capture; the Service that selects the pod gives the port mapping (a named target port
+/// resolved through the container's ports), and the Gateway behind `http.8080` comes from the
+/// VirtualService's `spec.gateways` (the one whose selector picks another gateway is left out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_mode_reads_the_gateway_service_and_the_bound_gateways() {
+    use clap::Parser;
+    let api = mesh_tests::apiserver::TestApiServer::start().unwrap();
+    let dump = std::fs::read(example_path()).unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let app = axum::Router::new().route("/config_dump", axum::routing::get(move || async move { dump }));
+    tokio::spawn(async move {
+        let _ = axum::serve(admin, app).await;
+    });
+    let pod = "istio-ingressgateway-6d7f9c8b4-x2z9q";
+    let labels = json!({"app": "istio-ingressgateway", "istio": "ingressgateway"});
+    api.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": "istio-system", "labels": labels},
+        "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.28.0", "ports": [
+            {"name": "http2-port", "containerPort": 8080}, {"name": "https", "containerPort": 8443}]}]},
+        "status": {"phase": "Running", "podIP": GATEWAY_IP.to_string()}}))
+    .unwrap();
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+        "spec": {"selector": {"istio": "ingressgateway"}, "clusterIP": "10.96.0.10", "ports": [
+            {"name": "http2", "port": 80, "targetPort": "http2-port"}, {"name": "https", "port": 443, "targetPort": 8443}]}}))
+    .unwrap();
+    api.put(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "productpage", "namespace": "bookinfo"},
+        "spec": {"selector": {"app": "productpage"}, "ports": [{"name": "http", "port": 9080}]}}),
+    )
+    .unwrap();
+    api.put(json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "bookinfo", "namespace": "bookinfo"},
+        "spec": {"hosts": ["bookinfo.example.com"], "gateways": ["bookinfo-gateway", "istio-system/egress-only", "mesh"]}}))
+    .unwrap();
+    api.put(json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "bookinfo-gateway", "namespace": "bookinfo"},
+        "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+            {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["bookinfo.example.com"]},
+            {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["bookinfo.example.com"],
+             "tls": {"mode": "SIMPLE", "credentialName": "bookinfo-credential"}}]}}))
+        .unwrap();
+    api.put(json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "egress-only", "namespace": "istio-system"},
+        "spec": {"selector": {"istio": "egressgateway"}, "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}}))
+    .unwrap();
+    api.map_pod_port("istio-system", pod, 15000, admin_addr);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).unwrap();
+    let args: Vec<String> = [
+        "kubectl-mesh",
+        "explain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-n",
+        "istio-system",
+        "--timeout",
+        "20",
+        &format!("pod/{pod}"),
+        "--to",
+        "bookinfo.example.com/productpage",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let code = kubectl_mesh::Cli::try_parse_from(args)
+            .map_err(anyhow::Error::from)
+            .and_then(|cli| kubectl_mesh::run(cli, &mut out));
+        (code, String::from_utf8_lossy(&out).into_owned())
+    })
+    .await
+    .unwrap();
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {code:?}"));
+    assert_eq!(code.unwrap(), 0, "{out}");
+    assert_eq!(report["gateway"]["service"]["how"], "Service istio-system/istio-ingressgateway selects this pod");
+    assert_eq!(report["gateway"]["service"]["ports"][0]["target_port"], 8080, "the named target port: {out}");
+    let steps = report["trace"]["steps"].as_array().unwrap();
+    let step = |stage: &str| {
+        steps.iter().find(|s| s["stage"] == stage).cloned().unwrap_or_else(|| panic!("no {stage}: {out}"))
+    };
+    assert_eq!(step("service_port")["chosen"], "Service istio-system/istio-ingressgateway port 80 (http2) → 8080");
+    assert_eq!(step("route_config")["chosen"], "http.8080");
+    let route_config = step("route_config");
+    let gateways: Vec<&Value> =
+        route_config["objects"].as_array().unwrap().iter().filter(|o| o["kind"] == "Gateway").collect();
+    assert_eq!(gateways.len(), 1, "only the Gateway that selects this pod: {gateways:?}");
+    assert_eq!(gateways[0]["name"], "bookinfo-gateway");
+    let gw =
+        report["objects"].as_array().unwrap().iter().find(|o| o["kind"] == "Gateway").expect("the Gateway is checked");
+    assert!(gw["status"] == "found" && gw["generation"].as_i64().is_some(), "{gw}");
+}
