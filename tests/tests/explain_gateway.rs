@@ -985,3 +985,78 @@ async fn pod_mode_reads_the_gateway_service_and_the_bound_gateways() {
         report["objects"].as_array().unwrap().iter().find(|o| o["kind"] == "Gateway").expect("the Gateway is checked");
     assert!(gw["status"] == "found" && gw["generation"].as_i64().is_some(), "{gw}");
 }
+
+/// The egress hop in pod mode: a sidecar whose VirtualService sends `edition.cnn.com` to the
+/// egress gateway's cluster; the continue command names a Running pod the gateway Service selects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_mode_names_the_egress_gateway_pod_to_continue_on() {
+    use clap::Parser;
+    let egress = "outbound|80||istio-egressgateway.istio-system.svc.cluster.local";
+    let hcm = json!({"name": "envoy.filters.network.http_connection_manager", "typed_config": {"@type": HCM,
+        "stat_prefix": "outbound_0.0.0.0_80", "rds": {"route_config_name": "80"}, "http_filters": [{"name": "envoy.filters.http.router"}]}});
+    let dump = json!({"configs": [
+        {"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": {"node": {
+            "id": "sidecar~10.244.1.20~sleep-7b9f-abc.default~default.svc.cluster.local", "metadata": {"NAMESPACE": "default"}}}},
+        {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "dynamic_active_clusters": [{"cluster": {
+            "name": egress, "type": "STATIC", "load_assignment": {"cluster_name": egress, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "10.244.0.8", "port_value": 8080}}}}]}]}}}]},
+        {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "dynamic_listeners": [{"name": "0.0.0.0_80", "active_state": {"listener": {
+            "name": "0.0.0.0_80", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 80}}, "filter_chains": [{"filters": [hcm]}]}}}]},
+        {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": [{"route_config": {"name": "80", "virtual_hosts": [{
+            "name": "edition.cnn.com:80", "domains": ["edition.cnn.com"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": egress}}]}]}}]}
+    ]})
+    .to_string();
+    let api = mesh_tests::apiserver::TestApiServer::start().unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let app = axum::Router::new().route("/config_dump", axum::routing::get(move || async move { dump }));
+    tokio::spawn(async move {
+        let _ = axum::serve(admin, app).await;
+    });
+    api.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleep-7b9f-abc", "namespace": "default", "labels": {"app": "sleep"}},
+        "spec": {"containers": [{"name": "sleep", "image": "curl"}, {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.28.0"}]},
+        "status": {"phase": "Running", "podIP": "10.244.1.20"}}))
+    .unwrap();
+    for (name, phase) in [("istio-egressgateway-5c4f-old", "Failed"), ("istio-egressgateway-5c4f-xyz", "Running")] {
+        api.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "istio-system",
+            "labels": {"istio": "egressgateway"}}, "spec": {"containers": [{"name": "istio-proxy", "image": "proxyv2"}]},
+            "status": {"phase": phase}}))
+        .unwrap();
+    }
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "istio-egressgateway", "namespace": "istio-system"},
+        "spec": {"selector": {"istio": "egressgateway"}, "clusterIP": "10.96.0.11", "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}}))
+    .unwrap();
+    api.map_pod_port("default", "sleep-7b9f-abc", 15000, admin_addr);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).unwrap();
+    let args: Vec<String> = [
+        "kubectl-mesh",
+        "explain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-n",
+        "default",
+        "--timeout",
+        "20",
+        "pod/sleep-7b9f-abc",
+        "--to",
+        "edition.cnn.com/politics",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let code = kubectl_mesh::Cli::try_parse_from(args)
+            .map_err(anyhow::Error::from)
+            .and_then(|cli| kubectl_mesh::run(cli, &mut out));
+        (code, String::from_utf8_lossy(&out).into_owned())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.unwrap(), 0, "{out}");
+    let want = "continue there with `kubectl mesh explain pod/istio-egressgateway-5c4f-xyz -n istio-system --to edition.cnn.com:80/politics`";
+    assert!(out.contains(want), "{want} missing:\n{out}");
+    assert!(out.contains("next_hop      → istio-egressgateway"), "{out}");
+}
