@@ -109,18 +109,27 @@ pub struct Input<'a> {
     pub resolution: Option<Resolution>,
     /// Trace the request as arriving at the pod (`--inbound`) from this kind of client.
     pub inbound: Option<trace::Peer>,
+    /// For a gateway (node id `router~`): its Service, read from the API server; offline it is
+    /// read from the dump.
+    pub gateway: Option<trace::GatewayService>,
 }
 
 /// Explains a dump: the whole pod, or one request's path.
 pub fn explain(dump: &ConfigDump, input: Input<'_>) -> Report {
     let index = dump.index();
-    let Input { source, capture, request, resolution, inbound } = input;
+    let Input { source, capture, request, resolution, inbound, gateway } = input;
+    let router = trace::gateway::is_router(dump);
+    let gateway = if router { gateway.or_else(|| trace::gateway::service_from_dump(dump, &index)) } else { None };
     let mut report = Report {
         source,
         node: dump.node.as_ref().map(|n| n.id.clone()),
         capture: capture.as_ref().map(overview::capture_view),
         outbound: Vec::new(),
         inbound: Vec::new(),
+        gateway: router.then(|| report::GatewayView {
+            pod: dump.node.as_ref().and_then(|n| n.id.split('~').nth(2)).unwrap_or_default().to_string(),
+            service: gateway.clone(),
+        }),
         trace: None,
         problems: dump.problems(),
         objects: Vec::new(),
@@ -132,9 +141,15 @@ pub fn explain(dump: &ConfigDump, input: Input<'_>) -> Report {
             let ip = req.ip.or_else(|| trace::instance_ip(dump));
             report.trace = Some(trace::trace_inbound(dump, &index, capture.as_ref(), req, peer, ip));
         }
+        Some(req) if router => {
+            let ip = trace::instance_ip(dump);
+            report.trace = Some(trace::gateway::trace_gateway(dump, &index, req, gateway.as_ref(), ip));
+        }
         Some(req) => {
             let resolution = resolution.unwrap_or_else(|| trace::resolve_offline(dump, &index, req));
-            report.trace = Some(trace::trace(dump, &index, capture.as_ref(), req, resolution));
+            let mut t = trace::trace(dump, &index, capture.as_ref(), req, resolution);
+            trace::gateway::add_gateway_hop(&index, &mut t);
+            report.trace = Some(t);
         }
         None => {
             report.outbound = overview::outbound(dump, &index);

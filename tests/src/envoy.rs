@@ -20,6 +20,16 @@ impl Envoy {
     /// Starts Envoy with `bootstrap` (YAML or JSON). The bootstrap's admin address is replaced with a
     /// loopback port chosen by Envoy itself, read back through `--admin-address-path`.
     pub fn start(bootstrap: &serde_json::Value) -> anyhow::Result<Envoy> {
+        Envoy::start_with(bootstrap, None)
+    }
+
+    /// Like [`Envoy::start`], inside the network namespace `netns` (`ip netns exec`): its admin API
+    /// and listeners are reachable only from there.
+    pub fn start_in_netns(bootstrap: &serde_json::Value, netns: &str) -> anyhow::Result<Envoy> {
+        Envoy::start_with(bootstrap, Some(netns))
+    }
+
+    fn start_with(bootstrap: &serde_json::Value, netns: Option<&str>) -> anyhow::Result<Envoy> {
         let envoy = Tool::Envoy.path()?;
         let dir = tempfile::tempdir()?;
         let mut bootstrap = bootstrap.clone();
@@ -30,7 +40,15 @@ impl Envoy {
         std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap)?)?;
         let admin_file = dir.path().join("admin-address");
         let log = std::fs::File::create(dir.path().join("envoy.log"))?;
-        let child = Command::new(&envoy)
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&envoy);
+                c
+            }
+            None => Command::new(&envoy),
+        };
+        let child = command
             .arg("--config-path")
             .arg(&config)
             .arg("--admin-address-path")

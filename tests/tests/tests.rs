@@ -10,6 +10,7 @@ mod envoy_static;
 mod explain_differential;
 mod explain_endpoints;
 mod explain_example;
+mod explain_gateway;
 mod explain_golden;
 mod explain_inbound_differential;
 mod explain_pod;

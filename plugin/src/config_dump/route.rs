@@ -18,6 +18,8 @@ pub struct RouteConfiguration {
     pub ignore_port_in_host_matching: bool,
     /// Whether routes to unknown clusters are rejected at load time.
     pub validate_clusters: Option<bool>,
+    /// Metadata, e.g. `filter_metadata.istio.config` naming the object behind the configuration.
+    pub metadata: Option<Metadata>,
 }
 
 /// A virtual host: a set of domains and the routes for them.

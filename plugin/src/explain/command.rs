@@ -36,7 +36,10 @@ pub async fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Res
                 None => None,
             };
             let source = format!("file {}", path.display());
-            explain(&dump, Input { source, capture, request: request.as_ref(), resolution: None, inbound })
+            explain(
+                &dump,
+                Input { source, capture, request: request.as_ref(), resolution: None, inbound, gateway: None },
+            )
         }
         None => pod::explain_pod(&args, request.as_ref()).await?,
     };

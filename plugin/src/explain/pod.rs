@@ -18,6 +18,8 @@ use super::{endpoints, views};
 use crate::cluster::Cluster;
 use crate::config_dump::ConfigDump;
 
+mod gateway;
+
 /// Explains a pod of a live cluster.
 pub async fn explain_pod(args: &ExplainArgs, request: Option<&Request>) -> anyhow::Result<Report> {
     let cluster = Cluster::connect(&args.cluster).await?;
@@ -54,16 +56,30 @@ pub async fn explain_pod_in(
     let dump = ConfigDump::parse(&body).with_context(|| format!("the config dump of pod {namespace}/{name}"))?;
     drop(body);
 
+    let router = super::trace::gateway::is_router(&dump);
+    let gateway = if router { gateway::service_of_pod(client, &pod_value, timeout).await } else { None };
     let resolution = match request {
-        Some(req) if req.ip.is_none() && args.inbound.is_none() => {
+        Some(req) if req.ip.is_none() && args.inbound.is_none() && !router => {
             Some(resolve_through_api(client, &dump, req, &namespace, timeout).await)
         }
         _ => None,
     };
     let mut report = explain(
         &dump,
-        Input { source: format!("pod {namespace}/{name}"), capture, request, resolution, inbound: args.inbound_peer() },
+        Input {
+            source: format!("pod {namespace}/{name}"),
+            capture,
+            request,
+            resolution,
+            inbound: args.inbound_peer(),
+            gateway,
+        },
     );
+    if router {
+        gateway::gateways_for_routes(client, &mut report, &pod_value, timeout).await;
+    } else {
+        gateway::name_next_hop_pod(client, &mut report, timeout).await;
+    }
     let mut objects = Vec::with_capacity(report.objects.len());
     for o in &report.objects {
         objects.push(object_status(client, &o.object, timeout).await);

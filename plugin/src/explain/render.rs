@@ -43,6 +43,9 @@ pub fn render(report: &Report, color: bool) -> String {
     if let Some(node) = &report.node {
         let _ = writeln!(out, "{} {node}", st.bold("node:"));
     }
+    if let Some(g) = &report.gateway {
+        let _ = writeln!(out, "{} {}", st.bold("gateway:"), super::trace::gateway::describe(g));
+    }
     if let Some(c) = &report.capture {
         let _ = writeln!(out, "{}", st.bold("capture (from istio-init):"));
         let _ = writeln!(
@@ -316,7 +319,8 @@ fn render_step(out: &mut String, st: &Style, n: usize, s: &Step) {
 
 fn render_trace(out: &mut String, st: &Style, t: &Trace) {
     let r = &t.request;
-    let mut line = format!("{} {} http://{}{}", st.bold("request:"), r.method, r.authority, r.path);
+    let scheme = if r.sni.is_some() { "https" } else { "http" };
+    let mut line = format!("{} {} {scheme}://{}{}", st.bold("request:"), r.method, r.authority, r.path);
     if r.authority != format!("{}:{}", r.host, r.port) && r.port != 80 {
         line.push_str(&format!(" to port {}", r.port));
     }

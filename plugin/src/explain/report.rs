@@ -22,6 +22,9 @@ pub struct Report {
     pub outbound: Vec<ListenerView>,
     /// Whole-pod view: inbound ports of `virtualInbound` (absent with `--to`).
     pub inbound: Vec<InboundPort>,
+    /// For a gateway (node id `router~`): the pod and its Service's ports; absent for sidecars.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayView>,
     /// The traced request (only with `--to`).
     pub trace: Option<Trace>,
     /// Resources Envoy is warming or rejected.
@@ -77,6 +80,15 @@ pub struct LiveEndpoint {
     pub ejected: bool,
     /// Failing health checks, or not healthy in EDS.
     pub unhealthy: bool,
+}
+
+/// A gateway: it binds its listeners itself, and its Service maps ports to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GatewayView {
+    /// `pod.namespace`, from the node id.
+    pub pod: String,
+    /// The gateway's Service and its port mapping, when known.
+    pub service: Option<super::trace::GatewayService>,
 }
 
 /// One referenced object and, with a cluster, its state.
@@ -363,6 +375,9 @@ impl Report {
         }
         for p in &self.inbound {
             p.chains.iter().for_each(|c| add_chain(c, &mut out));
+        }
+        if let Some(s) = self.gateway.as_ref().and_then(|g| g.service.as_ref()) {
+            out.insert(s.service.clone());
         }
         if let Some(t) = &self.trace {
             for s in &t.steps {

@@ -14,10 +14,12 @@ use super::views::tcp_clusters;
 use crate::config_dump::{ConfigDump, FilterChain, Index, Terminal};
 
 mod chain;
+pub mod gateway;
 mod http;
 mod inbound;
 mod listener;
 
+pub use gateway::{GatewayPort, GatewayService};
 pub use inbound::{Peer, instance_ip};
 
 /// How `--to`'s host became a destination.
