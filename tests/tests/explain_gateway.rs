@@ -920,6 +920,8 @@ async fn pod_mode_reads_the_gateway_service_and_the_bound_gateways() {
         "spec": {"selector": {"app": "productpage"}, "ports": [{"name": "http", "port": 9080}]}}),
     )
     .unwrap();
+    // Kubernetes agrees with the endpoints Envoy has for the backend the trace reaches.
+    api.put(slice("bookinfo", "productpage", "http", 9080, "10.244.1.5", "productpage-v1-7d9f")).unwrap();
     api.put(json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
         "metadata": {"name": "bookinfo", "namespace": "bookinfo"},
         "spec": {"hosts": ["bookinfo.example.com"], "gateways": ["bookinfo-gateway", "istio-system/egress-only", "mesh"]}}))
@@ -969,6 +971,7 @@ async fn pod_mode_reads_the_gateway_service_and_the_bound_gateways() {
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {code:?}"));
     assert_eq!(code.unwrap(), 0, "{out}");
     assert_eq!(report["gateway"]["service"]["how"], "Service istio-system/istio-ingressgateway selects this pod");
+    assert_eq!(report["endpoint_checks"][0]["status"], "agree", "{out}");
     assert_eq!(report["gateway"]["service"]["ports"][0]["target_port"], 8080, "the named target port: {out}");
     let steps = report["trace"]["steps"].as_array().unwrap();
     let step = |stage: &str| {
@@ -1026,6 +1029,7 @@ async fn pod_mode_names_the_egress_gateway_pod_to_continue_on() {
     api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "istio-egressgateway", "namespace": "istio-system"},
         "spec": {"selector": {"istio": "egressgateway"}, "clusterIP": "10.96.0.11", "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}}))
     .unwrap();
+    api.put(slice("istio-system", "istio-egressgateway", "http2", 8080, "10.244.0.8", "istio-egressgateway-5c4f-xyz")).unwrap();
     api.map_pod_port("default", "sleep-7b9f-abc", 15000, admin_addr);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
@@ -1058,5 +1062,17 @@ async fn pod_mode_names_the_egress_gateway_pod_to_continue_on() {
     assert_eq!(code.unwrap(), 0, "{out}");
     let want = "continue there with `kubectl mesh explain pod/istio-egressgateway-5c4f-xyz -n istio-system --to edition.cnn.com:80/politics`";
     assert!(out.contains(want), "{want} missing:\n{out}");
+    assert!(out.contains("endpoints agree (1)"), "Kubernetes and Envoy agree on the gateway's endpoint:\n{out}");
     assert!(out.contains("next_hop      → istio-egressgateway"), "{out}");
+}
+
+/// The EndpointSlice of Service `ns/service` with one ready endpoint `ip` (pod `pod`) on `port_name`.
+fn slice(ns: &str, service: &str, port_name: &str, port: u16, ip: &str, pod: &str) -> Value {
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{service}-x1y2z"), "namespace": ns,
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true},
+                       "targetRef": {"kind": "Pod", "name": pod, "namespace": ns}}]})
 }
