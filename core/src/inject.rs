@@ -29,7 +29,8 @@ mod template;
 
 pub use config::{
     CniConfig, ConfigError, DEFAULT_PROXY_IMAGE, DEFAULT_PROXY_INIT_IMAGE, InjectConfig, InjectPolicy, LabelSelector,
-    LabelSelectorRequirement, NativeSidecars, ProxyConfig, ProxyInitConfig, Resources, SelectorOperator, StartupProbe,
+    LabelSelectorRequirement, MeshConfig, NativeSidecars, ProxyConfig, ProxyInitConfig, Resources, SelectorOperator,
+    StartupProbe,
 };
 pub use owner::Workload;
 
@@ -445,8 +446,8 @@ fn plan(
     }
     let mut sidecar_env: Vec<Value> = Vec::new();
     let merge_metrics = match annotations.get(names::ENABLE_METRICS_MERGE).and_then(Value::as_str) {
-        Some(v) => parse_bool(v).unwrap_or(cfg.enable_prometheus_merge),
-        None => cfg.enable_prometheus_merge,
+        Some(v) => parse_bool(v).unwrap_or(cfg.effective_prometheus_merge()),
+        None => cfg.effective_prometheus_merge(),
     };
     if merge_metrics && prometheus::scrape(&annotations) && prometheus::port(&annotations) != Some(target_port.as_str())
     {

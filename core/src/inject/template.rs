@@ -167,13 +167,9 @@ impl Prebuilt {
     }
 }
 
-/// The ProxyConfig of a pod without `proxy.istio.io/config`: the config's proxy metadata.
+/// The ProxyConfig of a pod without `proxy.istio.io/config` ([`InjectConfig::default_proxy_config`]).
 pub fn default_proxy_config(cfg: &InjectConfig) -> Map<String, Value> {
-    let mut proxy_config = Map::new();
-    if !cfg.proxy_metadata.is_empty() {
-        proxy_config.insert("proxyMetadata".into(), json!(cfg.proxy_metadata));
-    }
-    proxy_config
+    cfg.default_proxy_config()
 }
 
 /// What the template adds to a pod.
@@ -628,13 +624,14 @@ impl Context<'_> {
     fn push_mesh_env(&self, env: &mut Vec<Value>) {
         let cfg = self.cfg;
         let value = |name: &str, v: &str| json!({"name": name, "value": v});
+        let trust_domain = cfg.effective_trust_domain();
         if !cfg.mesh_id.is_empty() {
             env.push(value("ISTIO_META_MESH_ID", &cfg.mesh_id));
-        } else if !cfg.trust_domain.is_empty() {
-            env.push(value("ISTIO_META_MESH_ID", &cfg.trust_domain));
+        } else if !trust_domain.is_empty() {
+            env.push(value("ISTIO_META_MESH_ID", trust_domain));
         }
-        if !cfg.trust_domain.is_empty() {
-            env.push(value("TRUST_DOMAIN", &cfg.trust_domain));
+        if !trust_domain.is_empty() {
+            env.push(value("TRUST_DOMAIN", trust_domain));
         }
     }
 
