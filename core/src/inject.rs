@@ -18,6 +18,7 @@ use crate::{names, ports};
 
 pub mod annotations;
 mod config;
+pub mod istio_config;
 mod merge;
 mod owner;
 mod patch;
