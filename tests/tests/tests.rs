@@ -16,6 +16,7 @@ mod init_capture;
 mod init_conformance;
 mod inject_cli;
 mod inject_conformance;
+mod inject_istio_config;
 mod krew_manifest;
 mod proxy_status_bench;
 mod proxy_status_e2e;

@@ -20,16 +20,17 @@ use super::config::{
 pub const FILES: [&str; 3] = ["mesh", "config", "values"];
 
 /// Istio's stock templates as its `istio-discovery` chart ships them (Istio 1.31, `86c9f01`): name,
-/// length in bytes and FNV-1a 64 of the exact text. The first four are rendered by mesh; the others
+/// length in bytes and FNV-1a 64 of the exact text (without trailing line breaks, which YAML parsers
+/// keep or drop differently at the end of a document). The first four are rendered by mesh; the others
 /// are the gateway controller's (for Gateway API objects, not pods) and are accepted as shipped.
 const STOCK_TEMPLATES: [(&str, usize, u64); 8] = [
-    ("sidecar", 24645, 0x325b_a34e_2c0c_4707),
-    ("gateway", 10245, 0x541c_b454_55e4_1f67),
-    ("grpc-simple", 1871, 0x39cd_5328_abec_37c8),
-    ("grpc-agent", 12870, 0xe88d_6cd4_e01b_eb04),
-    ("waypoint", 14159, 0xfba6_5265_716c_9cee),
-    ("kube-gateway", 14523, 0x57c6_f090_81ad_5151),
-    ("agentgateway", 11226, 0xe8f6_4e09_ae1b_2ee8),
+    ("sidecar", 24644, 0xf3c7_01ed_58f7_3357),
+    ("gateway", 10244, 0xd132_1131_a0dc_0977),
+    ("grpc-simple", 1870, 0xdb8e_c4b2_6926_3512),
+    ("grpc-agent", 12869, 0xf553_bf8f_7f0b_3ee6),
+    ("waypoint", 14158, 0x314a_9449_3539_ec50),
+    ("kube-gateway", 14522, 0xf8e1_ba91_b170_36e1),
+    ("agentgateway", 11225, 0xbaea_7504_244c_9172),
     ("agentgateway-waypoint", 10819, 0x3e98_8685_1e3d_aa77),
 ];
 
@@ -128,6 +129,7 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 
 /// Whether `text` is Istio's stock template `name` exactly as the chart ships it.
 fn is_stock_template(name: &str, text: &str) -> bool {
+    let text = text.trim_end_matches('\n');
     STOCK_TEMPLATES.iter().any(|(n, len, hash)| *n == name && text.len() == *len && fnv1a64(text.as_bytes()) == *hash)
 }
 
