@@ -432,9 +432,10 @@ pub fn render(reports: &[Report], output: Output) -> anyhow::Result<String> {
 }
 
 fn one_or_list(reports: &[Report]) -> anyhow::Result<Value> {
+    use crate::schema::{Kind, versioned};
     Ok(match reports {
-        [one] => serde_json::to_value(one)?,
-        many => json!({"items": serde_json::to_value(many)?}),
+        [one] => serde_json::to_value(versioned(Kind::CheckInject, one))?,
+        many => serde_json::to_value(versioned(Kind::CheckInjectList, &json!({"items": serde_json::to_value(many)?})))?,
     })
 }
 

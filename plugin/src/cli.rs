@@ -28,6 +28,8 @@ pub enum Command {
     Inject(crate::inject::InjectArgs),
     /// Why a pod is (or is not) injected, and by which webhook.
     CheckInject(Box<crate::check_inject::CheckInjectArgs>),
+    /// Print a shell completion script for kubectl-mesh (bash, zsh, fish, powershell).
+    Completion(crate::completion::CompletionArgs),
 }
 
 /// Runs a parsed command line, writing its output to `out`; returns the exit code.
@@ -35,6 +37,10 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Version => {
             writeln!(out, "kubectl-mesh {}", env!("CARGO_PKG_VERSION"))?;
+            Ok(exit::OK)
+        }
+        Command::Completion(args) => {
+            crate::completion::script(args.shell, out)?;
             Ok(exit::OK)
         }
         Command::Inject(args) => crate::inject::run(args, out),

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub mod cluster;
 pub mod listener;
 mod number;
+pub mod rbac;
 pub mod route;
 
 pub use cluster::{Cluster, ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints};

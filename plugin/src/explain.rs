@@ -7,14 +7,18 @@
 use mesh_core::{CaptureConfig, names};
 use serde_json::Value;
 
+use crate::schema::{Kind, versioned};
+
 use crate::config_dump::ConfigDump;
 
 pub mod args;
 pub mod command;
+pub mod endpoints;
 pub mod matcher;
 pub mod overview;
 pub mod pod;
 pub mod provenance;
+pub mod rbac;
 pub mod render;
 pub mod report;
 pub mod request;
@@ -120,6 +124,7 @@ pub fn explain(dump: &ConfigDump, input: Input<'_>) -> Report {
         trace: None,
         problems: dump.problems(),
         objects: Vec::new(),
+        endpoint_checks: Vec::new(),
     };
     match request {
         Some(req) if inbound.is_some() => {
@@ -148,9 +153,10 @@ pub fn explain(dump: &ConfigDump, input: Input<'_>) -> Report {
 pub fn render_report(report: &Report, format: Format, color: bool) -> Result<String, ExplainError> {
     match format {
         Format::Text => Ok(render::render(report, color)),
-        Format::Json => {
-            serde_json::to_string_pretty(report).map(|s| s + "\n").map_err(|e| ExplainError::Output(e.to_string()))
-        }
-        Format::Yaml => serde_saphyr::to_string(report).map_err(|e| ExplainError::Output(e.to_string())),
+        Format::Json => serde_json::to_string_pretty(&versioned(Kind::Explanation, report))
+            .map(|s| s + "\n")
+            .map_err(|e| ExplainError::Output(e.to_string())),
+        Format::Yaml => serde_saphyr::to_string(&versioned(Kind::Explanation, report))
+            .map_err(|e| ExplainError::Output(e.to_string())),
     }
 }

@@ -16,7 +16,7 @@ use crate::exit::OK as EXIT_OK;
 #[derive(Debug, Args)]
 pub struct InjectArgs {
     /// The manifests to inject: a file, or `-` for standard input.
-    #[arg(short = 'f', long = "filename", value_name = "FILE|-")]
+    #[arg(short = 'f', long = "filename", value_name = "FILE|-", value_hint = clap::ValueHint::FilePath)]
     pub filename: String,
     /// The injector settings (InjectConfig YAML, see docs/inject.md, "InjectConfig"); Istio's defaults without it.
     #[arg(long, value_name = "FILE")]

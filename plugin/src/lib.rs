@@ -6,10 +6,12 @@
 pub mod check_inject;
 pub mod cli;
 pub mod cluster;
+pub mod completion;
 pub mod config_dump;
 pub mod exit;
 pub mod explain;
 pub mod inject;
 pub mod proxy_status;
+pub mod schema;
 
 pub use cli::{Cli, main_with, run};

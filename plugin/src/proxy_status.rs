@@ -227,6 +227,23 @@ async fn syncz_from(
     }
 }
 
+/// POD mode's `-o json|yaml` document (kind `ProxyStatusDiff`, schema in docs/proxy-status.md).
+fn diff_document(
+    output: Output,
+    proxy: &str,
+    status: Option<&model::Row>,
+    diff: &diff::Diff,
+    rejected: &[crate::config_dump::Problem],
+) -> anyhow::Result<String> {
+    let body = serde_json::json!({ "proxy": proxy, "status": status, "diff": diff, "rejectedByEnvoy": rejected });
+    let doc = crate::schema::versioned(crate::schema::Kind::ProxyStatusDiff, &body);
+    Ok(if output == Output::Json {
+        serde_json::to_string_pretty(&doc)? + "\n"
+    } else {
+        serde_saphyr::to_string(&doc).map_err(|e| anyhow::anyhow!("{e}"))?
+    })
+}
+
 /// POD mode: istiod's config for the proxy against Envoy's /config_dump, plus what Envoy rejected.
 async fn diff_pod(
     cluster: &Cluster,
@@ -281,14 +298,7 @@ async fn diff_pod(
     match args.output {
         Output::Json | Output::Yaml => {
             let status = report.proxies.iter().find(|r| r.name == proxy_id);
-            let doc =
-                serde_json::json!({ "proxy": proxy_id, "status": status, "diff": d, "rejectedByEnvoy": rejected });
-            let text = if args.output == Output::Json {
-                serde_json::to_string_pretty(&doc)? + "\n"
-            } else {
-                serde_saphyr::to_string(&doc).map_err(|e| anyhow::anyhow!("{e}"))?
-            };
-            out.write_all(text.as_bytes())?;
+            out.write_all(diff_document(args.output, &proxy_id, status, &d, &rejected)?.as_bytes())?;
         }
         Output::Table | Output::Wide => {
             writeln!(out, "\n--- istiod ({proxy_id}) vs Envoy /config_dump ---")?;

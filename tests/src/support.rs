@@ -415,3 +415,28 @@ pub fn kubelet_update(dir: &Path, version: u32, files: &[(&str, &str)]) -> anyho
     std::fs::rename(&tmp, dir.join("..data"))?;
     Ok(())
 }
+
+/// A binary of this workspace's build (`kubectl-mesh`, `kubectl_complete-mesh`, ...), built with the
+/// others first if needed.
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(webhook_binary()?.with_file_name(name))
+}
+
+/// `$MESH_PLUGIN`, the kubectl-mesh binary a test should run instead of this build's. A relative
+/// path is taken from the workspace root (where the documented commands run), not from the test's
+/// own directory (`tests/`, where cargo starts it).
+pub fn plugin_from_env() -> Option<PathBuf> {
+    plugin_path(std::env::var_os("MESH_PLUGIN")?, &crate::repo_root())
+}
+
+/// [`plugin_from_env`] with the variable's value and the root given.
+pub fn plugin_path(value: std::ffi::OsString, root: &Path) -> Option<PathBuf> {
+    let path = PathBuf::from(value);
+    if path.as_os_str().is_empty() {
+        None
+    } else if path.is_absolute() {
+        Some(path)
+    } else {
+        Some(root.join(path))
+    }
+}

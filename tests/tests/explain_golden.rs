@@ -91,6 +91,7 @@ fn dump_without_listeners_says_so_in_every_format() {
     check("trace-describe-productpage.txt", &text);
     let json: serde_json::Value = serde_json::from_str(&render_report(&report, Format::Json, false).unwrap()).unwrap();
     assert!(json["trace"]["steps"].as_array().unwrap().iter().any(|s| s["stage"] == "capture"));
+    assert_eq!((json["apiVersion"].as_str(), json["kind"].as_str()), (Some("mesh.dev/v1alpha1"), Some("Explanation")));
     // YAML is the same document.
     let yaml: serde_json::Value =
         serde_saphyr::from_str(&render_report(&report, Format::Yaml, false).unwrap()).unwrap();

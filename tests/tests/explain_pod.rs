@@ -87,6 +87,10 @@ async fn explains_a_pod_through_the_api_server() {
     // Exit 2: the config names a DestinationRule that no longer exists.
     assert_eq!(code.unwrap(), 2, "{out}");
     assert_eq!(report["source"], "pod foo-namespace/foo");
+    assert_eq!(
+        (report["apiVersion"].as_str(), report["kind"].as_str()),
+        (Some("mesh.dev/v1alpha1"), Some("Explanation"))
+    );
     let steps = report["trace"]["steps"].as_array().unwrap();
     let resolve = &steps[0];
     assert_eq!(resolve["stage"], "resolve");

@@ -426,3 +426,15 @@ fn validator_requires_the_installed_executables_to_be_the_crates_bins() {
     // ...and one the manifest installs but the crate does not build.
     assert_problem(&validate(&good_manifest(&files), &expected_bins(&["kubectl-mesh"])), "the plugin crate builds");
 }
+
+#[test]
+fn the_license_the_archives_ship_is_the_workspace_license() {
+    let root = mesh_test_data::repo_root();
+    let license = std::fs::read_to_string(root.join("LICENSE")).expect("LICENSE at the repository root");
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(cargo.contains("license = \"Apache-2.0\""), "the workspace's license field changed: update LICENSE too");
+    assert!(
+        license.contains("Apache License") && license.contains("Version 2.0, January 2004"),
+        "LICENSE is not the Apache License 2.0 that Cargo.toml names"
+    );
+}

@@ -4,6 +4,7 @@
 //!
 //! The 10,000 case runs with `--run-ignored all` (it needs a few seconds of setup):
 //! `cargo nextest run -p mesh-tests proxy_status_bench:: --run-ignored all --no-capture`
+//! (`MESH_PLUGIN` names another plugin binary; a relative path is taken from the workspace root).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -15,8 +16,9 @@ use mesh_tests::xds::{DiscoveryServer, Scenario};
 use serde_json::json;
 
 fn plugin() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("MESH_PLUGIN") {
-        return Ok(PathBuf::from(p));
+    if let Some(p) = mesh_tests::support::plugin_from_env() {
+        anyhow::ensure!(p.is_file(), "MESH_PLUGIN: no file at {}", p.display());
+        return Ok(p);
     }
     let exe = std::env::current_exe()?;
     let debug = exe.parent().and_then(|d| d.parent()).ok_or_else(|| anyhow::anyhow!("no target dir"))?.to_path_buf();
@@ -84,4 +86,23 @@ async fn proxy_status_1000_proxies() {
 #[ignore = "benchmark with 10,000 proxies; run with --run-ignored all"]
 async fn proxy_status_10000_proxies() {
     bench(10_000).await.unwrap();
+}
+
+/// The documented command failed: a relative MESH_PLUGIN was taken from `tests/`, where cargo runs
+/// the test, instead of the workspace root the command is run from.
+#[test]
+fn relative_mesh_plugin_is_taken_from_the_workspace_root() {
+    use mesh_tests::support::plugin_path;
+    let root = mesh_tests::repo_root();
+    assert_eq!(
+        plugin_path("target/release/kubectl-mesh".into(), &root),
+        Some(root.join("target/release/kubectl-mesh"))
+    );
+    assert_eq!(plugin_path("/opt/kubectl-mesh".into(), &root), Some(PathBuf::from("/opt/kubectl-mesh")));
+    assert_eq!(plugin_path("".into(), &root), None);
+    assert!(
+        root.join("Cargo.toml").is_file() && root.join("tests").is_dir(),
+        "{} is not the workspace root",
+        root.display()
+    );
 }

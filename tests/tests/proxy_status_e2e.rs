@@ -19,14 +19,14 @@ use serde_json::{Value, json};
 const TIMEOUT: Duration = Duration::from_secs(30);
 const ISTIOD: &str = "istiod-6d8f7c9b5-x2k4q";
 
-/// The plugin binary: `$MESH_PLUGIN`, else `<target>/debug/kubectl-mesh`, built if missing or older
+/// The plugin binary: `$MESH_PLUGIN` (relative to the workspace root), else `<target>/debug/kubectl-mesh`, built if missing or older
 /// than this test.
 fn plugin() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            if let Some(p) = std::env::var_os("MESH_PLUGIN") {
-                return Ok(PathBuf::from(p));
+            if let Some(p) = mesh_tests::support::plugin_from_env() {
+                return if p.is_file() { Ok(p) } else { Err(format!("MESH_PLUGIN: no file at {}", p.display())) };
             }
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
             let debug = exe.parent().and_then(Path::parent).ok_or("no target dir")?.to_path_buf();
@@ -172,6 +172,7 @@ async fn synced_not_connected_and_exit_codes_through_kubectl_and_directly() {
     // JSON: the documented schema.
     let out = mesh.direct(&["-A", "-o", "json"]).await.unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&doc["apiVersion"], &doc["kind"]), (&json!("mesh.dev/v1alpha1"), &json!("ProxyStatus")));
     assert_eq!(doc["synced"], false);
     let proxies = doc["proxies"].as_array().unwrap();
     let foo = proxies.iter().find(|p| p["name"] == "foo.foo-namespace").unwrap();
@@ -269,6 +270,7 @@ async fn stale_proxy_and_diff_shows_cluster_envoy_lacks() {
     let out = mesh.direct(&["foo", "-n", "foo-namespace", "-o", "json"]).await.unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    assert_eq!((&doc["apiVersion"], &doc["kind"]), (&json!("mesh.dev/v1alpha1"), &json!("ProxyStatusDiff")));
     assert_eq!(doc["diff"]["clusters"]["missing_in_envoy"], json!([]));
     assert!(doc["diff"]["clusters"]["matching"].as_u64().unwrap() > 5);
 }

@@ -1,7 +1,9 @@
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{Map, json};
 
 use super::*;
+use crate::names;
+use crate::status::SidecarStatus;
 
 fn req() -> InjectRequest<'static> {
     InjectRequest { namespace: "default", cluster_id: None, network: None, nodes_support_native_sidecars: true }
@@ -691,7 +693,7 @@ fn mesh_default_config_interception_mode_drives_the_template() {
 #[test]
 fn mesh_default_config_is_overlaid_by_the_annotation() {
     let cfg = InjectConfig {
-        proxy_metadata: BTreeMap::from([("FROM_CONFIG".to_owned(), "c".to_owned())]),
+        proxy_metadata: std::collections::BTreeMap::from([("FROM_CONFIG".to_owned(), "c".to_owned())]),
         ..with_default_config(json!({
             "discoveryAddress": "istiod.istio-system.svc:15012",
             "concurrency": 2,

@@ -170,3 +170,18 @@ fn missing_served_config_is_an_error_unless_given() {
     let cfg = InjectConfig::default();
     assert!(check_offline(&[deployment("on", json!({}), json!({}))], &all, Some(&cfg), "default").is_ok());
 }
+
+#[test]
+fn json_and_yaml_carry_the_version_fields() {
+    let one = verdict("on", json!({}), json!({}));
+    let doc: Value = serde_json::from_str(&render(std::slice::from_ref(&one), Output::Json).unwrap()).unwrap();
+    assert_eq!((doc["apiVersion"].as_str(), doc["kind"].as_str()), (Some("mesh.dev/v1alpha1"), Some("CheckInject")));
+    assert_eq!(doc["target"], json!(one.target));
+    let two = [one.clone(), one];
+    let doc: Value = serde_json::from_str(&render(&two, Output::Json).unwrap()).unwrap();
+    assert_eq!(doc["kind"], "CheckInjectList");
+    assert_eq!(doc["items"].as_array().map(Vec::len), Some(2));
+    assert!(doc["items"][0].get("kind").is_none(), "items are bodies: {doc}");
+    let yaml = render(&two[..1], Output::Yaml).unwrap();
+    assert!(yaml.starts_with("apiVersion: mesh.dev/v1alpha1\nkind: CheckInject\n"), "{yaml}");
+}

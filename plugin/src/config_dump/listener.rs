@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Metadata;
 use super::number::{one_or_many, opt_u32, vec_u32};
+use super::rbac::HttpFilter;
 use super::route::RouteConfiguration;
 
 /// An Envoy listener.
@@ -237,9 +238,9 @@ pub struct FilterConfig {
     pub strip_any_host_port: bool,
     /// HTTP: strip the port from the Host header when it equals the listener's port.
     pub strip_matching_host_port: bool,
-    /// HTTP: the HTTP filters, by name.
+    /// HTTP: the HTTP filters, in order (the RBAC filter's policies are kept).
     #[serde(deserialize_with = "one_or_many")]
-    pub http_filters: Vec<NamedExtension>,
+    pub http_filters: Vec<HttpFilter>,
     /// TCP: the upstream cluster.
     pub cluster: Option<String>,
     /// TCP: weighted upstream clusters.

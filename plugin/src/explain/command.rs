@@ -12,7 +12,8 @@ pub use super::args::ExplainArgs;
 
 /// Runs `explain`, writing to `out`. Exit code 0: explained, nothing wrong; 2: the request would
 /// fail (no listener, no route, unknown cluster, no endpoints...) or Envoy reports rejected or warming
-/// resources or referenced objects are gone.
+/// resources or referenced objects are gone, or (pod mode) Envoy's endpoints of a cluster differ from
+/// the Service's EndpointSlices and still do 2 s later.
 pub async fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
     let request = match (&args.to, &args.inbound) {
         (Some(to), _) => Some(Request::parse(to, &args.headers, args.method.as_deref(), args.sni.as_deref())?),
@@ -44,7 +45,7 @@ pub async fn run(args: ExplainArgs, out: &mut dyn std::io::Write) -> anyhow::Res
     if args.output == Format::Json {
         // Streamed: a whole-pod report of a large dump need not exist twice in memory.
         let mut w = std::io::BufWriter::new(&mut *out);
-        serde_json::to_writer_pretty(&mut w, &report)?;
+        serde_json::to_writer_pretty(&mut w, &crate::schema::versioned(crate::schema::Kind::Explanation, &report))?;
         w.write_all(b"\n")?;
         w.flush()?;
     } else {
@@ -61,5 +62,8 @@ fn problem(report: &super::Report) -> bool {
                 c.endpoints_known && c.endpoints.is_empty() && c.discovery_type.as_deref() != Some("ORIGINAL_DST")
             })
     });
-    failed || !report.problems.is_empty() || report.objects.iter().any(|o| o.status == "missing")
+    failed
+        || !report.problems.is_empty()
+        || report.objects.iter().any(|o| o.status == "missing")
+        || report.endpoint_checks.iter().any(|c| c.status == "drift")
 }

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 
 use super::args::ExplainArgs;
-use super::provenance::ObjectRef;
-use super::report::ObjectStatus;
+use super::provenance::{ClusterKey, ObjectRef};
+use super::report::{AddressView, ClusterView, EndpointCheck, ObjectStatus};
 use super::trace::{Resolution, resolve_offline};
 use super::{Input, Report, Request, explain, pod_capture};
+use super::{endpoints, views};
 use crate::cluster::Cluster;
 use crate::config_dump::ConfigDump;
 
@@ -67,7 +69,154 @@ pub async fn explain_pod_in(
         objects.push(object_status(client, &o.object, timeout).await);
     }
     report.objects = objects;
+    if let Some(trace) = &report.trace {
+        let clusters = trace.outcome.clusters.clone();
+        report.endpoint_checks = check_endpoints(cluster, args, &namespace, name, &clusters).await;
+    }
     Ok(report)
+}
+
+/// How long a difference between Envoy and Kubernetes must last to be drift (EDS lags a little).
+const DRIFT_RECHECK: Duration = Duration::from_secs(2);
+
+/// Compares Envoy's endpoints of every `outbound|port|subset|host` cluster in `clusters` with the
+/// Service's EndpointSlices; a difference is re-read once after [`DRIFT_RECHECK`] before it counts
+/// as drift. Adds Envoy's live health of each endpoint (`GET /clusters?format=json`).
+async fn check_endpoints(
+    cluster: &Cluster,
+    args: &ExplainArgs,
+    namespace: &str,
+    pod: &str,
+    clusters: &[ClusterView],
+) -> Vec<EndpointCheck> {
+    let mut checks = Vec::new();
+    for (c, key) in endpoints::checkable(clusters) {
+        checks.push(match kubernetes_side(cluster, c, &key).await {
+            Ok((addresses, source)) => endpoints::compare(c, &addresses, source),
+            Err(why) => endpoints::unchecked(&c.name, why),
+        });
+    }
+    if checks.iter().any(|c| c.status == "differ") {
+        tokio::time::sleep(DRIFT_RECHECK).await;
+        let dump = match cluster
+            .admin_get(args.admin_via, namespace, pod, args.admin_port, "/config_dump?include_eds")
+            .await
+        {
+            Ok(body) => ConfigDump::parse(&body).ok(),
+            Err(_) => None,
+        };
+        let index = dump.as_ref().map(ConfigDump::index);
+        for check in checks.iter_mut().filter(|c| c.status == "differ") {
+            let Some((c, key)) = endpoints::checkable(clusters).into_iter().find(|(c, _)| c.name == check.cluster)
+            else {
+                continue;
+            };
+            let envoy = match &index {
+                Some(i) => views::cluster_view(i, &c.name, c.weight, None),
+                None => c.clone(),
+            };
+            if let Ok((addresses, source)) = kubernetes_side(cluster, &envoy, &key).await {
+                let again = endpoints::compare(&envoy, &addresses, source);
+                *check = if again.status == "agree" {
+                    EndpointCheck { source: format!("{}; agreed when re-read 2 s later", again.source), ..again }
+                } else {
+                    EndpointCheck {
+                        status: "drift".into(),
+                        source: format!("{}; still differs 2 s later", again.source),
+                        ..again
+                    }
+                };
+            } else {
+                check.status = "drift".into();
+            }
+        }
+    }
+    if checks.is_empty() {
+        return checks;
+    }
+    match cluster.admin_get(args.admin_via, namespace, pod, args.admin_port, "/clusters?format=json").await {
+        Ok(body) => {
+            let live: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            for check in &mut checks {
+                check.live = endpoints::live_endpoints(&live, &check.cluster).unwrap_or_default();
+            }
+        }
+        Err(e) => {
+            for check in &mut checks {
+                check.source.push_str(&format!("; live health unavailable: {e:#}"));
+            }
+        }
+    }
+    checks
+}
+
+/// The ready addresses Kubernetes has for the cluster: the Service, its EndpointSlices, and for a
+/// subset the pods the DestinationRule's subset selects. `Err` says what could not be read.
+async fn kubernetes_side(
+    cluster: &Cluster,
+    c: &ClusterView,
+    key: &ClusterKey,
+) -> Result<(Vec<AddressView>, String), String> {
+    let svc = key.service().ok_or_else(|| format!("{} is not a Service host", key.host))?;
+    let timeout = cluster.timeout;
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), &svc.namespace);
+    let service = match tokio::time::timeout(timeout, services.get_opt(&svc.name)).await {
+        Ok(Ok(Some(s))) => serde_json::to_value(s).map_err(|e| e.to_string())?,
+        Ok(Ok(None)) => return Err(format!("Service {}/{} does not exist", svc.namespace, svc.name)),
+        Ok(Err(e)) => {
+            return Err(crate::cluster::Op::new("get", "services", Some(&svc.namespace), Some(&svc.name))
+                .error(e)
+                .to_string());
+        }
+        Err(_) => return Err(format!("reading Service {}/{} timed out", svc.namespace, svc.name)),
+    };
+    let slices_api: Api<EndpointSlice> = Api::namespaced(cluster.client.clone(), &svc.namespace);
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={}", svc.name));
+    let slices = match tokio::time::timeout(timeout, slices_api.list(&params)).await {
+        Ok(Ok(l)) => l.items.into_iter().filter_map(|s| serde_json::to_value(s).ok()).collect::<Vec<_>>(),
+        Ok(Err(e)) => {
+            return Err(crate::cluster::Op::new("list", "endpointslices", Some(&svc.namespace), None)
+                .error(e)
+                .to_string());
+        }
+        Err(_) => return Err(format!("listing the EndpointSlices of {}/{} timed out", svc.namespace, svc.name)),
+    };
+    let mut source = format!("Service {}/{}, {} EndpointSlice(s)", svc.namespace, svc.name, slices.len());
+    let pods = match (&key.subset, &c.destination_rule) {
+        (None, _) => None,
+        (Some(subset), None) => return Err(format!("subset {subset}: no DestinationRule in the cluster's metadata")),
+        (Some(subset), Some(dr)) => {
+            let gvk = GroupVersionKind::gvk(&dr.group, &dr.version, &dr.kind);
+            let ar = ApiResource::from_gvk_with_plural(&gvk, "destinationrules");
+            let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), &dr.namespace, &ar);
+            let dr_value = match tokio::time::timeout(timeout, api.get_opt(&dr.name)).await {
+                Ok(Ok(Some(o))) => serde_json::to_value(o).map_err(|e| e.to_string())?,
+                Ok(Ok(None)) => return Err(format!("subset {subset}: {} does not exist", dr.display())),
+                Ok(Err(e)) => {
+                    return Err(crate::cluster::Op::new(
+                        "get",
+                        "destinationrules",
+                        Some(&dr.namespace),
+                        Some(&dr.name),
+                    )
+                    .error(e)
+                    .to_string());
+                }
+                Err(_) => return Err(format!("reading {} timed out", dr.display())),
+            };
+            let labels = endpoints::subset_labels(&dr_value, subset)
+                .ok_or_else(|| format!("{} has no subset {subset}", dr.display()))?;
+            let selector = endpoints::selector_text(&labels);
+            let pods = cluster
+                .list_pods(Some(&svc.namespace), (!selector.is_empty()).then_some(selector.as_str()))
+                .await
+                .map_err(|e| e.to_string())?;
+            source.push_str(&format!(", subset {subset} ({selector}) of {}", dr.display()));
+            Some(pods.into_iter().filter_map(|p| p.metadata.name).collect::<std::collections::BTreeSet<_>>())
+        }
+    };
+    let addresses = endpoints::kubernetes_endpoints(&service, &slices, key.port, pods.as_ref())?;
+    Ok((addresses, source))
 }
 
 /// Resolves `--to`'s host through the API server: the Service's cluster IP.
@@ -112,7 +261,11 @@ async fn resolve_through_api(
 /// Looks an object up: found (with its generation), missing (the proxy's config is stale) or forbidden.
 async fn object_status(client: &kube::Client, o: &ObjectRef, timeout: Duration) -> ObjectStatus {
     let gvk = GroupVersionKind::gvk(&o.group, &o.version, &o.kind);
-    let plural = format!("{}s", o.kind.to_ascii_lowercase());
+    let kind = o.kind.to_ascii_lowercase();
+    let plural = match kind.strip_suffix('y') {
+        Some(stem) => format!("{stem}ies"),
+        None => format!("{kind}s"),
+    };
     let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &o.namespace, &ar);
     let (status, generation) = match tokio::time::timeout(timeout, api.get_opt(&o.name)).await {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{Action, ChainView, ClusterView, Destination, Report, Step, Trace};
+use super::report::{Action, AddressView, ChainView, ClusterView, Destination, EndpointCheck, Report, Step, Trace};
 
 /// How many rejected candidates a step lists before summarising the rest.
 const MAX_REJECTED: usize = 20;
@@ -92,6 +92,9 @@ pub fn render(report: &Report, color: bool) -> String {
             }
         }
     }
+    if !report.endpoint_checks.is_empty() {
+        render_endpoint_checks(&mut out, &st, &report.endpoint_checks);
+    }
     if !report.problems.is_empty() {
         let _ = writeln!(out, "{}", st.bold("problems reported by Envoy:"));
         for p in &report.problems {
@@ -122,6 +125,47 @@ pub fn render(report: &Report, color: bool) -> String {
         }
     }
     out
+}
+
+fn address_list(items: &[AddressView]) -> String {
+    items
+        .iter()
+        .map(|a| match &a.pod {
+            Some(p) => format!("{} (pod {p})", a.address),
+            None => a.address.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn render_endpoint_checks(out: &mut String, st: &Style, checks: &[EndpointCheck]) {
+    let _ = writeln!(out, "{}", st.bold("endpoints vs Kubernetes:"));
+    for c in checks {
+        let verdict = match c.status.as_str() {
+            "agree" => st.ok(&format!("endpoints agree ({})", c.envoy)),
+            "drift" => st.bad(&format!("DRIFT: Envoy has {}, Kubernetes has {} ready", c.envoy, c.kubernetes)),
+            other => st.dim(other),
+        };
+        let _ = writeln!(out, "  {} {verdict}", st.bold(&c.cluster));
+        let _ = writeln!(out, "    {} {}", st.dim("from:"), c.source);
+        if !c.missing.is_empty() {
+            let _ = writeln!(out, "    {} missing from Envoy: {}", st.bad("✗"), address_list(&c.missing));
+        }
+        if !c.extra.is_empty() {
+            let _ = writeln!(out, "    {} not ready in Kubernetes: {}", st.bad("✗"), address_list(&c.extra));
+        }
+        for e in &c.live {
+            let state = if e.ejected {
+                st.bad("EJECTED (outlier detection)")
+            } else if e.unhealthy {
+                st.bad("UNHEALTHY")
+            } else {
+                st.ok("healthy")
+            };
+            let flags = if e.flags.is_empty() { String::new() } else { format!(" [{}]", e.flags.join(", ")) };
+            let _ = writeln!(out, "    {} {} {state} (EDS {}){flags}", st.dim("live:"), e.address, e.eds_health);
+        }
+    }
 }
 
 fn branch(pad: &str, last: bool) -> String {
@@ -255,7 +299,15 @@ fn render_step(out: &mut String, st: &Style, n: usize, s: &Step) {
         let _ = writeln!(out, "    {} {}", st.dim("from:"), st.obj(&o.display()));
     }
     for c in s.rejected.iter().take(MAX_REJECTED) {
-        let _ = writeln!(out, "    {} {}: {}", st.bad("✗"), c.name, c.reason);
+        // RBAC steps list every policy: the ones that match, and the ones the tracer cannot decide.
+        let mark = if c.reason == "matches" {
+            st.ok("✓")
+        } else if c.reason.starts_with("cannot evaluate") {
+            st.warn("?")
+        } else {
+            st.bad("✗")
+        };
+        let _ = writeln!(out, "    {mark} {}: {}", c.name, c.reason);
     }
     if s.rejected.len() > MAX_REJECTED {
         let _ = writeln!(out, "    {} {} more (see -o json)", st.bad("✗"), s.rejected.len() - MAX_REJECTED);

@@ -28,6 +28,55 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// The Kubernetes and Istio objects referenced, with what the API server says about them.
     pub objects: Vec<ObjectStatus>,
+    /// Pod mode, with a trace: Envoy's endpoints of each cluster reached against the Service's
+    /// EndpointSlices, and Envoy's live health of each endpoint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoint_checks: Vec<EndpointCheck>,
+}
+
+/// Envoy's endpoints of one `outbound|port|subset|host` cluster against Kubernetes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointCheck {
+    /// The cluster.
+    pub cluster: String,
+    /// `agree`, `drift` (they differ, still after a re-read 2 s later), or `unchecked`.
+    pub status: String,
+    /// What was compared (Service, EndpointSlices, subset selector), or why nothing was.
+    pub source: String,
+    /// How many ready addresses Kubernetes has for the cluster.
+    pub kubernetes: usize,
+    /// How many endpoints Envoy has.
+    pub envoy: usize,
+    /// Ready in Kubernetes, absent from Envoy.
+    pub missing: Vec<AddressView>,
+    /// In Envoy, not ready (or gone) in Kubernetes.
+    pub extra: Vec<AddressView>,
+    /// Envoy's live view of the endpoints (`GET /clusters`).
+    pub live: Vec<LiveEndpoint>,
+}
+
+/// An endpoint address and the pod behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddressView {
+    /// `ip:port`.
+    pub address: String,
+    /// The pod, when known (EndpointSlice `targetRef`, or Envoy's workload metadata).
+    pub pod: Option<String>,
+}
+
+/// Envoy's live state of one endpoint (`GET /clusters?format=json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveEndpoint {
+    /// `ip:port`.
+    pub address: String,
+    /// The health status EDS gave it.
+    pub eds_health: String,
+    /// The `health_status` flags that are set, e.g. `failed_outlier_check`.
+    pub flags: Vec<String>,
+    /// Ejected by outlier detection.
+    pub ejected: bool,
+    /// Failing health checks, or not healthy in EDS.
+    pub unhealthy: bool,
 }
 
 /// One referenced object and, with a cluster, its state.
@@ -257,13 +306,14 @@ pub struct Trace {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     /// `resolve`, `capture`, `listener`, `filter_chain`, `route_config`, `virtual_host`, `route`,
-    /// `action`, `endpoints`.
+    /// `action`, `endpoints`; inbound also `http_filters`, `rbac` (one per RBAC filter), `application`.
     pub stage: String,
     /// What was chosen.
     pub chosen: String,
     /// Why.
     pub why: String,
-    /// Earlier (or other) candidates and why they lost.
+    /// Earlier (or other) candidates and why they lost; for an `rbac` step, every policy and its
+    /// result (`matches`, `does not match: ...`, `cannot evaluate: uses ...`).
     pub rejected: Vec<Candidate>,
     /// Objects behind the chosen item.
     pub objects: Vec<ObjectRef>,
@@ -291,7 +341,8 @@ pub struct Shadowed {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
     /// `cluster`, `weighted_clusters`, `redirect`, `direct_response`, `not_captured`, `no_listener`,
-    /// `no_filter_chain`, `no_route_config`, `no_virtual_host`, `no_route`, `cluster_header`.
+    /// `no_filter_chain`, `no_route_config`, `no_virtual_host`, `no_route`, `cluster_header`; inbound:
+    /// `direct_to_app`, `blackhole`, `rbac_denied` (403).
     pub kind: String,
     /// The cluster Envoy sends it to, when that is determined.
     pub cluster: Option<String>,

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::model::{Report, Row, XDS_TYPES, cell};
+use crate::schema::{Kind, versioned};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,7 +77,9 @@ pub fn render(report: &Report, output: Output) -> Result<String, String> {
     match output {
         Output::Table => Ok(table(report, false)),
         Output::Wide => Ok(table(report, true)),
-        Output::Json => serde_json::to_string_pretty(report).map(|s| s + "\n").map_err(|e| e.to_string()),
-        Output::Yaml => serde_saphyr::to_string(report).map_err(|e| e.to_string()),
+        Output::Json => serde_json::to_string_pretty(&versioned(Kind::ProxyStatus, report))
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+        Output::Yaml => serde_saphyr::to_string(&versioned(Kind::ProxyStatus, report)).map_err(|e| e.to_string()),
     }
 }

@@ -211,8 +211,10 @@ fn json_schema_is_stable() {
         })
     );
     assert_eq!(doc["synced"], true);
+    assert_eq!((&doc["apiVersion"], &doc["kind"]), (&json!("mesh.dev/v1alpha1"), &json!("ProxyStatus")));
     let yaml = render::render(&report, render::Output::Yaml).unwrap();
     assert!(yaml.contains("hasPod: false"), "{yaml}");
+    assert!(yaml.starts_with("apiVersion: mesh.dev/v1alpha1\nkind: ProxyStatus\n"), "{yaml}");
 }
 
 #[test]
@@ -263,4 +265,15 @@ fn flags_parse_with_clear_errors() {
     assert!(parse_duration("3 weeks").unwrap_err().contains("\"3 weeks\""));
     assert_eq!(parse_pod("foo.bar", "x"), ("bar".to_string(), "foo".to_string()));
     assert_eq!(parse_pod("pod/foo", "x"), ("x".to_string(), "foo".to_string()));
+}
+
+#[test]
+fn diff_document_carries_the_version_fields() {
+    let d = diff::Diff::default();
+    let text = super::diff_document(render::Output::Json, "foo.a", None, &d, &[]).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((&doc["apiVersion"], &doc["kind"]), (&json!("mesh.dev/v1alpha1"), &json!("ProxyStatusDiff")));
+    assert_eq!(doc["proxy"], "foo.a");
+    let yaml = super::diff_document(render::Output::Yaml, "foo.a", None, &d, &[]).unwrap();
+    assert!(yaml.starts_with("apiVersion: mesh.dev/v1alpha1\nkind: ProxyStatusDiff\nproxy: foo.a\n"), "{yaml}");
 }

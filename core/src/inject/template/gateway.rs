@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::volumes::VolumeSet;
 use super::{BOOTSTRAP_OVERRIDE, Context, Rendered, insert_nonzero, number, resource_env};
 use crate::{names, ports};
 
@@ -34,13 +35,13 @@ impl Context<'_> {
         probe.insert("timeoutSeconds".into(), json!(3));
         insert_nonzero(&mut probe, "failureThreshold", &p.readiness_failure_threshold.to_string());
         c.insert("readinessProbe".into(), Value::Object(probe));
-        c.insert("volumeMounts".into(), Value::Array(self.gateway_mounts()));
+        c.insert("volumeMounts".into(), Value::Array(self.mounts(&VolumeSet::GATEWAY)));
         Rendered {
             labels: self.canonical_labels(),
             annotations: self.revision_annotations(),
             init_containers: Vec::new(),
             containers: vec![Value::Object(c)],
-            volumes: self.gateway_volumes(),
+            volumes: self.volumes_of(&VolumeSet::GATEWAY),
             image_pull_secrets: cfg.image_pull_secrets.clone(),
             security_context: Some(json!({"sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]})),
         }
@@ -79,69 +80,6 @@ impl Context<'_> {
         if let Some(owner) = self.workload.owner_uri() {
             env.push(value("ISTIO_META_OWNER", &owner));
         }
-    }
-
-    fn gateway_mounts(&self) -> Vec<Value> {
-        let m = |name: &str, path: &str| json!({"name": name, "mountPath": path});
-        let mut out = vec![
-            m("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
-            m("credential-socket", "/var/run/secrets/credential-uds"),
-            m("workload-certs", "/var/run/secrets/workload-spiffe-credentials"),
-        ];
-        if self.cfg.pilot_cert_provider == "istiod" {
-            out.push(m("istiod-ca-cert", "/var/run/secrets/istio"));
-        }
-        out.push(m("istio-data", "/var/lib/istio/data"));
-        if self.ann(BOOTSTRAP_OVERRIDE).is_some() {
-            out.push(m("custom-bootstrap-volume", "/etc/istio/custom-bootstrap"));
-        }
-        out.push(m("istio-envoy", "/etc/istio/proxy"));
-        out.push(m("istio-token", "/var/run/secrets/tokens"));
-        if self.cfg.mount_mtls_certs {
-            out.push(json!({"mountPath": "/etc/certs/", "name": "istio-certs", "readOnly": true}));
-        }
-        out.push(m("istio-podinfo", "/etc/istio/pod"));
-        out
-    }
-
-    fn gateway_volumes(&self) -> Vec<Value> {
-        let mut out = vec![
-            json!({"name": "workload-socket"}),
-            json!({"name": "credential-socket", "emptyDir": {}}),
-            json!({"name": "workload-certs", "emptyDir": {}}),
-        ];
-        if let Some(cm) = self.ann(BOOTSTRAP_OVERRIDE) {
-            out.push(json!({"name": "custom-bootstrap-volume", "configMap": {"name": cm}}));
-        }
-        out.push(json!({"name": "istio-envoy", "emptyDir": {"medium": "Memory"}}));
-        out.extend(self.agent_volumes());
-        out
-    }
-
-    /// The volumes after the proxy's socket volume, shared by the gateway and `grpc-agent` templates:
-    /// data, pod info, token, CA certificate, mTLS certificates.
-    pub(super) fn agent_volumes(&self) -> Vec<Value> {
-        let cfg = self.cfg;
-        let mut out = vec![
-            json!({"name": "istio-data", "emptyDir": {}}),
-            json!({"name": "istio-podinfo", "downwardAPI": {"items": [
-                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
-                {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
-            ]}}),
-            json!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
-                "path": "istio-token", "expirationSeconds": 43200, "audience": cfg.sds_token_audience}}]}}),
-        ];
-        if cfg.pilot_cert_provider == "istiod" {
-            let name = if cfg.trust_bundle_name.is_empty() { "istio-ca-root-cert" } else { &cfg.trust_bundle_name };
-            out.push(json!({"name": "istiod-ca-cert", "configMap": {"name": name}}));
-        }
-        if cfg.mount_mtls_certs {
-            let account = self.service_account.filter(|a| !a.is_empty()).unwrap_or("default");
-            out.push(
-                json!({"name": "istio-certs", "secret": {"optional": true, "secretName": format!("istio.{account}")}}),
-            );
-        }
-        out
     }
 }
 

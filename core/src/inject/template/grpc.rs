@@ -4,7 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::gateway::maybe_value;
-use super::{BOOTSTRAP_OVERRIDE, Context, Rendered, USER_VOLUME, USER_VOLUME_MOUNT, insert_nonzero, named_entries};
+use super::volumes::VolumeSet;
+use super::{Context, Rendered};
 use crate::names;
 
 /// The agent's status port, which the `grpc-agent` proxy serves metrics and readiness on.
@@ -50,28 +51,10 @@ impl Context<'_> {
             c.insert("imagePullPolicy".into(), json!(cfg.image_pull_policy));
         }
         if self.status_port() != "0" {
-            let p = &cfg.proxy;
-            let mut probe = Map::new();
-            probe.insert("httpGet".into(), json!({"path": "/healthz/ready", "port": AGENT_PORT}));
-            insert_nonzero(
-                &mut probe,
-                "initialDelaySeconds",
-                &self.annotation(names::READINESS_INITIAL_DELAY, &p.readiness_initial_delay_seconds.to_string()),
-            );
-            insert_nonzero(
-                &mut probe,
-                "periodSeconds",
-                &self.annotation(names::READINESS_PERIOD, &p.readiness_period_seconds.to_string()),
-            );
-            probe.insert("timeoutSeconds".into(), json!(3));
-            insert_nonzero(
-                &mut probe,
-                "failureThreshold",
-                &self.annotation(names::READINESS_FAILURE_THRESHOLD, &p.readiness_failure_threshold.to_string()),
-            );
-            c.insert("readinessProbe".into(), Value::Object(probe));
+            let ready = json!({"path": "/healthz/ready", "port": AGENT_PORT});
+            c.insert("readinessProbe".into(), self.readiness_probe(ready));
             c.insert("resources".into(), self.resources());
-            c.insert("volumeMounts".into(), Value::Array(self.grpc_agent_mounts()));
+            c.insert("volumeMounts".into(), Value::Array(self.mounts(&VolumeSet::GRPC_AGENT)));
         }
         let m = |name: &str, path: &str| json!({"name": name, "mountPath": path});
         let mut containers = vec![Value::Object(c)];
@@ -89,13 +72,7 @@ impl Context<'_> {
                 ],
             }));
         }
-        let mut volumes = vec![json!({"name": "workload-socket"}), json!({"name": "workload-certs"})];
-        if let Some(cm) = self.ann(BOOTSTRAP_OVERRIDE) {
-            volumes.push(json!({"name": "custom-bootstrap-volume", "configMap": {"name": cm}}));
-        }
-        volumes.push(json!({"name": "istio-xds", "emptyDir": {"medium": "Memory"}}));
-        volumes.extend(self.agent_volumes());
-        volumes.extend(named_entries(self.ann(USER_VOLUME)));
+        let volumes = self.volumes_of(&VolumeSet::GRPC_AGENT);
         let mut annotations = self.revision_annotations();
         annotations.push((names::REWRITE_APP_HTTP_PROBERS.into(), "false".into()));
         Rendered {
@@ -129,26 +106,6 @@ impl Context<'_> {
         env.push(value("ISTIO_META_DNS_CAPTURE", "false"));
         env.push(value("DISABLE_ENVOY", "true"));
         env
-    }
-
-    fn grpc_agent_mounts(&self) -> Vec<Value> {
-        let m = |name: &str, path: &str| json!({"name": name, "mountPath": path});
-        let mut out = vec![
-            m("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
-            m("workload-certs", "/var/run/secrets/workload-spiffe-credentials"),
-        ];
-        if self.cfg.pilot_cert_provider == "istiod" {
-            out.push(m("istiod-ca-cert", "/var/run/secrets/istio"));
-        }
-        out.push(m("istio-data", "/var/lib/istio/data"));
-        out.push(m("istio-xds", "/etc/istio/proxy"));
-        out.push(m("istio-token", "/var/run/secrets/tokens"));
-        if self.cfg.mount_mtls_certs {
-            out.push(json!({"mountPath": "/etc/certs/", "name": "istio-certs", "readOnly": true}));
-        }
-        out.push(m("istio-podinfo", "/etc/istio/pod"));
-        out.extend(named_entries(self.ann(USER_VOLUME_MOUNT)));
-        out
     }
 
     /// Renders the `grpc-simple` template: no proxy, an init container writing the bootstrap, and

@@ -7,10 +7,12 @@ use std::net::IpAddr;
 
 use mesh_core::CaptureConfig;
 
-use super::super::report::Outcome;
+use super::super::rbac::{self, Subject, Verdict};
+use super::super::report::{Candidate, Outcome};
 use super::chain::Connection;
 use super::{Tracer, outcome, step};
 use crate::config_dump::listener::FilterConfig;
+use crate::config_dump::rbac::HttpFilter;
 use crate::config_dump::{ConfigDump, Listener, Terminal};
 
 /// How the client reaches the pod.
@@ -56,6 +58,46 @@ impl Connection {
             },
         }
     }
+}
+
+/// An HTTP filter's name, with an RBAC filter's action and policy count.
+fn filter_label(f: &HttpFilter) -> String {
+    match f.rbac() {
+        Some(cfg) => {
+            let mut parts = Vec::new();
+            if let Some(r) = &cfg.rules {
+                parts.push(format!("{} {}", r.action(), plural(r.policies.len(), "policy", "policies")));
+            }
+            if let Some(r) = &cfg.shadow_rules {
+                parts.push(format!("shadow {} {}", r.action(), plural(r.policies.len(), "policy", "policies")));
+            }
+            if cfg.matcher.is_some() {
+                parts.push("matcher".to_string());
+            }
+            format!("{} ({})", f.name, parts.join(", "))
+        }
+        None => f.name.clone(),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Why an RBAC filter decided as it did, in words.
+fn rbac_why(enforced: &rbac::Decision, shadow: Option<&rbac::Decision>) -> String {
+    let rule = match enforced.action.as_str() {
+        "ALLOW" => "ALLOW: the request passes only if a policy matches",
+        "DENY" => "DENY: the request is refused if a policy matches",
+        "LOG" => "LOG: policies are logged, never enforced",
+        "NONE" => "no enforced rules",
+        _ => "rules given with the matcher API, which this tool does not evaluate",
+    };
+    let mut why = format!("{rule}; policies are tried in name order");
+    if let Some(s) = shadow {
+        why.push_str(&format!("; shadow (dry-run) rules {}: {}", s.action.trim_start_matches("shadow "), s.describe()));
+    }
+    why
 }
 
 /// The pod's own IP, from the node metadata Istio sets (`INSTANCE_IPS`).
@@ -123,7 +165,14 @@ impl<'a> Tracer<'a, '_> {
         match chain.terminal() {
             Some(Terminal::Http(hcm)) => {
                 self.http_filters(hcm);
-                let o = self.http(hcm);
+                let undecided = match self.rbac(hcm, peer, ip) {
+                    Ok(undecided) => undecided,
+                    Err(o) => return o,
+                };
+                let mut o = self.http(hcm);
+                if !undecided.is_empty() && o.status.is_none() {
+                    o.summary = format!("{} — unless RBAC denies it (403): {}", o.summary, undecided.join("; "));
+                }
                 self.delivered(o, req.port)
             }
             Some(Terminal::Tcp(tcp)) => {
@@ -182,16 +231,87 @@ impl<'a> Tracer<'a, '_> {
         })
     }
 
-    /// Names the HTTP filters of the chain, in order.
+    /// Names the HTTP filters of the chain, in order (an RBAC filter with its action and policies).
     fn http_filters(&mut self, hcm: &FilterConfig) {
-        let names: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
-        let rbac = names.iter().filter(|n| n.contains("rbac")).count();
+        let names: Vec<String> = hcm.http_filters.iter().map(filter_label).collect();
+        let rbac = hcm.http_filters.iter().filter(|f| f.is_rbac()).count();
         let why = if rbac > 0 {
-            format!("{rbac} RBAC filter(s): AuthorizationPolicies apply to this port")
+            format!("{rbac} RBAC filter(s): AuthorizationPolicies apply to this port; filters run in this order")
         } else {
             "no RBAC filter: no AuthorizationPolicy applies to this port".to_string()
         };
         self.steps.push(step("http_filters", names.join(" → "), why));
+    }
+
+    /// Runs the request through the chain's RBAC filters in order, one step each. `Err` is the
+    /// refusal (403); `Ok` lists the filters whose verdict depends on what the tracer cannot know.
+    fn rbac(&mut self, hcm: &FilterConfig, peer: Peer, ip: Option<IpAddr>) -> Result<Vec<String>, Outcome> {
+        let subject = Subject { request: self.req, peer, ip };
+        let mut undecided = Vec::new();
+        for (i, f) in hcm.http_filters.iter().enumerate().filter(|(_, f)| f.is_rbac()) {
+            let label = format!("#{i} {}", f.name);
+            if f.disabled {
+                self.steps.push(step("rbac", format!("{label}: disabled"), "disabled unless a route enables it"));
+                continue;
+            }
+            let Some(cfg) = f.rbac() else {
+                let why = match f.typed_config.as_ref().and_then(|c| c.unreadable.as_deref()) {
+                    Some(e) => format!("its configuration does not parse: {e}"),
+                    None if f.config_discovery => "its configuration comes from ECDS, not in the dump".to_string(),
+                    None => "it has no RBAC configuration".to_string(),
+                };
+                self.steps.push(step("rbac", format!("{label}: cannot evaluate"), why.clone()));
+                undecided.push(format!("{label}: {why}"));
+                continue;
+            };
+            let (enforced, shadow) = rbac::filter_decision(cfg, &subject);
+            let mut s = step(
+                "rbac",
+                format!("{label} ({}): {}", enforced.action, enforced.describe()),
+                rbac_why(&enforced, shadow.as_ref()),
+            );
+            for d in std::iter::once(&enforced).chain(shadow.as_ref()) {
+                for p in &d.policies {
+                    let prefix = if d.action.starts_with("shadow") { "shadow " } else { "" };
+                    let name = match rbac::authorization_policy(&p.name) {
+                        Some((o, rule)) => {
+                            format!("{prefix}{} (AuthorizationPolicy {}/{} rule {rule})", p.name, o.namespace, o.name)
+                        }
+                        None => format!("{prefix}{}", p.name),
+                    };
+                    s.rejected.push(Candidate { name, reason: p.eval.describe() });
+                    if let Some((o, _)) = rbac::authorization_policy(&p.name)
+                        && !s.objects.contains(&o)
+                    {
+                        s.objects.push(o);
+                    }
+                }
+            }
+            self.steps.push(s);
+            match enforced.verdict {
+                Verdict::Denied => {
+                    let by = enforced
+                        .policy
+                        .as_ref()
+                        .map(|p| match rbac::authorization_policy(p) {
+                            Some((o, _)) => format!("{p} (AuthorizationPolicy {}/{})", o.namespace, o.name),
+                            None => p.clone(),
+                        })
+                        .map(|p| format!("DENY policy {p} matches"))
+                        .unwrap_or_else(|| "no ALLOW policy matches".to_string());
+                    return Err(outcome(
+                        "rbac_denied",
+                        Some(403),
+                        format!(
+                            "RBAC filter {label} refuses the request: {by}; Envoy answers 403 (RBAC: access denied)"
+                        ),
+                    ));
+                }
+                Verdict::Unknown => undecided.push(format!("{label} {}", enforced.describe())),
+                Verdict::Allowed | Verdict::NotEnforced => {}
+            }
+        }
+        Ok(undecided)
     }
 
     /// Adds the application port to a forwarded outcome.
@@ -258,6 +378,87 @@ mod tests {
         assert_eq!(kind("8080", Peer::Mtls).1.as_deref(), Some("inbound|8080||"));
         assert_eq!(kind("9090", Peer::Plaintext).1.as_deref(), Some("inbound|9090||"));
         assert_eq!(kind("9090", Peer::Mtls).1.as_deref(), Some("inbound|9090||"));
+    }
+
+    /// virtualInbound with one HTTP chain on 8080: a DENY filter (`/admin`), then an ALLOW filter
+    /// (GET only), as Istio orders them, then the router to `inbound|8080||`.
+    fn rbac_dump() -> ConfigDump {
+        let rbac = |action: &str, policies: serde_json::Value| {
+            json!({"name": "envoy.filters.http.rbac", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+                "rules": {"action": action, "policies": policies}}})
+        };
+        let any = json!([{"and_ids": {"ids": [{"any": true}]}}]);
+        let hcm = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "inbound_0.0.0.0_8080",
+            "route_config": {"name": "inbound|8080||", "virtual_hosts": [{"name": "inbound|http|8080", "domains": ["*"],
+                "routes": [{"name": "default", "match": {"prefix": "/"}, "route": {"cluster": "inbound|8080||"}}]}]},
+            "http_filters": [
+                {"name": "istio.metadata_exchange", "typed_config": {"@type": "type.googleapis.com/udpa.type.v1.TypedStruct"}},
+                rbac("DENY", json!({"ns[foo]-policy[deny-admin]-rule[0]": {
+                    "permissions": [{"and_rules": {"rules": [{"or_rules": {"rules": [{"url_path": {"path": {"prefix": "/admin"}}}]}}]}}],
+                    "principals": any}})),
+                rbac("ALLOW", json!({"ns[foo]-policy[allow-get]-rule[0]": {
+                    "permissions": [{"and_rules": {"rules": [{"or_rules": {"rules": [{"header": {"name": ":method", "string_match": {"exact": "GET"}}}]}}]}}],
+                    "principals": any}})),
+                {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+            ]
+        });
+        let listener = json!({
+            "name": "virtualInbound",
+            "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15006}},
+            "listener_filters": [{"name": "envoy.filters.listener.tls_inspector"}, {"name": "envoy.filters.listener.http_inspector"}],
+            "filter_chains": [{"name": "0.0.0.0_8080", "filter_chain_match": {"destination_port": 8080, "transport_protocol": "raw_buffer"},
+                "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]
+        });
+        let d = json!({"configs": [{
+            "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+            "dynamic_listeners": [{"name": "virtualInbound", "active_state": {"listener": listener}}]
+        }]});
+        ConfigDump::parse(d.to_string().as_bytes()).expect("a valid dump")
+    }
+
+    fn rbac_trace(method: &str, path: &str) -> crate::explain::report::Trace {
+        let d = rbac_dump();
+        let req = Request::inbound(&format!("8080{path}"), &[], Some(method), None).expect("a valid --inbound");
+        let r = explain(&d, Input { request: Some(&req), inbound: Some(Peer::Plaintext), ..Default::default() });
+        r.trace.expect("a trace")
+    }
+
+    #[test]
+    fn rbac_filters_decide_in_filter_order() {
+        let t = rbac_trace("GET", "/api");
+        assert_eq!(t.outcome.cluster.as_deref(), Some("inbound|8080||"), "{:?}", t.outcome);
+        let filters = t.steps.iter().find(|s| s.stage == "http_filters").expect("the http_filters step");
+        assert_eq!(
+            filters.chosen,
+            "istio.metadata_exchange → envoy.filters.http.rbac (DENY 1 policy) → envoy.filters.http.rbac (ALLOW 1 policy) → envoy.filters.http.router"
+        );
+        let rbac: Vec<&str> = t.steps.iter().filter(|s| s.stage == "rbac").map(|s| s.chosen.as_str()).collect();
+        assert_eq!(
+            rbac,
+            [
+                "#1 envoy.filters.http.rbac (DENY): allowed: no DENY policy matches",
+                "#2 envoy.filters.http.rbac (ALLOW): allowed by ns[foo]-policy[allow-get]-rule[0]"
+            ]
+        );
+        let allow = t.steps.iter().rfind(|s| s.stage == "rbac").expect("the ALLOW step");
+        assert_eq!(allow.objects[0].display(), "AuthorizationPolicy foo/allow-get");
+        assert_eq!(
+            allow.rejected[0].name,
+            "ns[foo]-policy[allow-get]-rule[0] (AuthorizationPolicy foo/allow-get rule 0)"
+        );
+
+        // The DENY filter comes first: even a GET is refused on /admin.
+        let t = rbac_trace("GET", "/admin/x");
+        assert_eq!((t.outcome.kind.as_str(), t.outcome.status), ("rbac_denied", Some(403)));
+        assert!(t.outcome.summary.contains("DENY policy ns[foo]-policy[deny-admin]-rule[0]"), "{}", t.outcome.summary);
+        assert!(!t.steps.iter().any(|s| s.stage == "route"), "a refused request is not routed");
+        // The ALLOW filter refuses what no policy allows.
+        let t = rbac_trace("POST", "/api");
+        assert_eq!((t.outcome.kind.as_str(), t.outcome.status), ("rbac_denied", Some(403)));
+        assert!(t.outcome.summary.contains("no ALLOW policy matches"), "{}", t.outcome.summary);
     }
 
     #[test]
