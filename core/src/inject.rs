@@ -23,6 +23,7 @@ mod probe;
 mod prometheus;
 pub mod quantity;
 mod template;
+mod token_mounts;
 
 pub use config::{
     CniConfig, ConfigError, DEFAULT_PROXY_IMAGE, DEFAULT_PROXY_INIT_IMAGE, InjectConfig, InjectPolicy, LabelSelector,
@@ -155,7 +156,7 @@ fn decide(
     if let Some(reason) = policy::skip_reason(pod, &namespace, cfg) {
         return Decision::Skip(reason);
     }
-    match plan::plan(pod, workload, req, cfg, prebuilt) {
+    match token_mounts::keep(pod, |pod| plan::plan(pod, workload, req, cfg, prebuilt)) {
         Ok(ops) => Decision::Patch(json_patch::Patch(ops)),
         Err(message) => Decision::Deny(message),
     }

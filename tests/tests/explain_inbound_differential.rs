@@ -1,9 +1,10 @@
 //! Differential test of `explain --inbound` against the real Envoy: a virtualInbound-style listener
-//! (TLS and HTTP inspectors; one listener bound to four loopback ports through
+//! (TLS and HTTP inspectors; one listener bound to six loopback ports through
 //! `additional_addresses`, so the destination port picks the chain as the original destination does
 //! behind iptables) with per-port chains as Istio builds them for STRICT (TLS with ALPN `istio`
 //! only), PERMISSIVE (TLS and plaintext) and DISABLE (plaintext only) ports, a port without any
-//! chain, and RBAC filters (DENY then ALLOW, a shadow rule) on the HTTP chains. Real plaintext and
+//! chain, and RBAC filters (DENY then ALLOW, a shadow rule) on the HTTP chains; two TCP ports behind
+//! network RBAC filters (one refuses clients without an identity). Real plaintext and
 //! mutual-TLS-style requests (ALPN `istio`) go through it, and for each one the tracer, reading
 //! Envoy's own /config_dump, must predict the outcome: the app that answers, a 403 from RBAC, a 404,
 //! or the connection closed because no chain matches.
@@ -84,6 +85,27 @@ struct Ports {
     permissive: u16,
     disable: u16,
     unconfigured: u16,
+    /// A TCP port whose network RBAC refuses clients without an identity.
+    tcp_guarded: u16,
+    /// A TCP port whose network RBAC denies another port only.
+    tcp_open: u16,
+}
+
+/// A plaintext TCP chain to `inbound|port||` behind a network RBAC filter that denies clients
+/// without an identity on `denied_port`.
+fn tcp_chain(port: u16, denied_port: u16) -> Value {
+    json!({"name": format!("0.0.0.0_{port}"), "filter_chain_match": {"destination_port": port, "transport_protocol": "raw_buffer"},
+    "filters": [
+        {"name": "envoy.filters.network.rbac", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
+            "stat_prefix": "tcp.",
+            "rules": {"action": "DENY", "policies": {"ns[db]-policy[mtls-only]-rule[0]": {
+                "permissions": [operation(&[json!({"destination_port": denied_port})])],
+                "principals": [{"and_ids": {"ids": [{"not_id": {"authenticated": {}}}]}}]}}}}},
+        {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": format!("inbound_{port}"), "cluster": format!("inbound|{port}||")}}
+    ]})
 }
 
 fn inbound_listener(p: &Ports, cert: &str, key: &str) -> Value {
@@ -131,13 +153,15 @@ fn inbound_listener(p: &Ports, cert: &str, key: &str) -> Value {
         {"name": format!("0.0.0.0_{}", p.permissive), "filter_chain_match": raw_match(p.permissive),
          "filters": [hcm(p.permissive, vec![block(), unauthenticated])]},
         {"name": format!("0.0.0.0_{}", p.disable), "filter_chain_match": raw_match(p.disable),
-         "filters": [hcm(p.disable, vec![])]}
+         "filters": [hcm(p.disable, vec![])]},
+        tcp_chain(p.tcp_guarded, p.tcp_guarded),
+        tcp_chain(p.tcp_open, p.tcp_guarded)
     ]);
     let addr = |port: u16| json!({"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}});
     json!({
         "name": "virtualInbound",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": p.unconfigured}},
-        "additional_addresses": [addr(p.strict), addr(p.permissive), addr(p.disable)],
+        "additional_addresses": [addr(p.strict), addr(p.permissive), addr(p.disable), addr(p.tcp_guarded), addr(p.tcp_open)],
         "traffic_direction": "INBOUND",
         "listener_filters": [
             {"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}},
@@ -213,7 +237,7 @@ fn predicted(dump: &ConfigDump, p: &Probe) -> (String, String) {
     let said = match (&o.cluster, o.status, o.kind.as_str()) {
         (_, Some(code), _) => format!("status {code}"),
         (Some(c), None, _) => format!("app {c}"),
-        (None, None, "no_filter_chain" | "no_listener") => "closed".to_string(),
+        (None, None, "no_filter_chain" | "no_listener" | "rbac_denied") => "closed".to_string(),
         (None, None, kind) => format!("unexpected outcome {kind}"),
     };
     (said, kubectl_mesh::explain::render::render(&report, false))
@@ -236,9 +260,11 @@ async fn inbound_tracer_agrees_with_envoy() {
             permissive: free_port().unwrap(),
             disable: free_port().unwrap(),
             unconfigured: free_port().unwrap(),
+            tcp_guarded: free_port().unwrap(),
+            tcp_open: free_port().unwrap(),
         };
         let mut clusters = Vec::new();
-        for port in [ports.strict, ports.permissive, ports.disable] {
+        for port in [ports.strict, ports.permissive, ports.disable, ports.tcp_guarded, ports.tcp_open] {
             let name = format!("inbound|{port}||");
             let app = upstream(name.clone()).await.unwrap();
             clusters.push(json!({
@@ -273,7 +299,7 @@ async fn inbound_tracer_agrees_with_envoy() {
         ("DELETE", "/admin?x=/ok", vec![("x-allow", "yes")]),
     ];
     let mut probes = Vec::new();
-    for port in [ports.strict, ports.permissive, ports.disable, ports.unconfigured] {
+    for port in [ports.strict, ports.permissive, ports.disable, ports.unconfigured, ports.tcp_guarded, ports.tcp_open] {
         for peer in [Peer::Plaintext, Peer::Mtls] {
             for (method, path, headers) in &requests {
                 probes.push(Probe { port, peer, method, path, headers: headers.clone() });
@@ -290,6 +316,13 @@ async fn inbound_tracer_agrees_with_envoy() {
             Peer::Mtls => send_tls(client_tls.clone(), p).await,
         };
         let (said, text) = predicted(&dump, p);
+        if p.port == ports.tcp_guarded && p.peer == Peer::Plaintext {
+            // Envoy's network RBAC refuses a client without an identity, whatever it sends.
+            assert_eq!(actual, "closed", "{p:?}");
+        }
+        if p.port == ports.tcp_open && p.peer == Peer::Plaintext {
+            assert_eq!(actual, format!("app inbound|{}||", ports.tcp_open), "{p:?}");
+        }
         let class = actual.split(' ').next().unwrap_or_default().to_string();
         *seen.entry(if actual.starts_with("status") { actual.clone() } else { class }).or_default() += 1;
         if said == actual {

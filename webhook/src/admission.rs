@@ -11,6 +11,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+/// Why an [`EncodedPatch`]'s text cannot be read back (never for one this crate encoded).
+#[derive(Debug, thiserror::Error)]
+pub enum PatchTextError {
+    /// Not base64.
+    #[error("patch is not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    /// Not UTF-8 text.
+    #[error("patch is not UTF-8: {0}")]
+    Utf8(#[from] std::string::FromUtf8Error),
+}
+
 /// The AdmissionReview API versions the webhook answers (the response echoes the request's).
 pub const API_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
 
@@ -311,16 +322,27 @@ pub enum Verdict {
 impl Verdict {
     /// Allowed with `patch`, encoded as the response carries it.
     pub fn patch(patch: &json_patch::Patch) -> Result<Verdict, serde_json::Error> {
-        Ok(Verdict::Patch(EncodedPatch(base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(patch)?))))
+        Ok(Verdict::Patch(EncodedPatch::from_json(&serde_json::to_vec(patch)?)))
     }
 }
 
-/// A JSON Patch as the response carries it: its JSON text in base64. Only [`Verdict::patch`] makes
-/// one, so the text never needs JSON escaping.
+/// A JSON Patch as the response carries it: its JSON text in base64. Only this module and the
+/// review cache make one, always by encoding, so the text never needs JSON escaping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedPatch(String);
 
 impl EncodedPatch {
+    /// The patch whose JSON text is `json`.
+    pub(crate) fn from_json(json: &[u8]) -> EncodedPatch {
+        EncodedPatch(base64::engine::general_purpose::STANDARD.encode(json))
+    }
+
+    /// The patch's JSON text (decoded from the base64).
+    pub fn json(&self) -> Result<String, PatchTextError> {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&self.0)?;
+        Ok(String::from_utf8(bytes)?)
+    }
+
     /// The base64 text.
     pub fn as_str(&self) -> &str {
         &self.0

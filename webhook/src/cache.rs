@@ -13,13 +13,23 @@
 //! so a hit is exactly the answer injection would give. The answer is kept without the review's uid
 //! and apiVersion, which the response echoes per review.
 //!
+//! One part of a pod differs between replicas all the same: before mutating webhooks run, the API
+//! server's ServiceAccount plugin gives every pod a projected volume with a generated name
+//! (`kube-api-access-` and five random characters) and mounts it in every container. The key holds
+//! that name as a placeholder ([`Key::new`]), everything else (the volume's sources, its position,
+//! every mount's position) as it is; a hit is re-bound to the review's own name: an answer that
+//! mentions the name is kept split at each mention and joined with the name of the review it
+//! answers. Injection treats the name as an opaque string (it only compares it with other names),
+//! so this is again exactly the answer injection would give, which a property test checks against
+//! fresh injections over random names, volume positions and mounts.
+//!
 //! Bounded by the bytes the entries hold (allocated key and answer plus bookkeeping); the oldest
 //! entries go first. Pure, no I/O.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::admission::{Member, Object, ReviewRequest, Verdict};
+use crate::admission::{EncodedPatch, Member, Object, ReviewRequest, Verdict};
 use crate::metrics::Outcome;
 
 /// Default size of the cache: 32 MiB, a few thousand distinct pod templates.
@@ -55,17 +65,45 @@ impl Decided {
     }
 }
 
-/// What a review's answer depends on besides the config, as bytes compared for equality.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Key(Box<[u8]>);
+/// What a review's answer depends on besides the config, as bytes compared for equality, and the
+/// name of the review's service-account token volume when the bytes hold it as a placeholder.
+#[derive(Debug, Clone)]
+pub struct Key {
+    bytes: Box<[u8]>,
+    token: Option<Box<str>>,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
+}
+
+/// Prefix of the API server's generated service-account token volume names
+/// (`kube-api-access-` and five characters of `[a-z0-9]`).
+pub const TOKEN_VOLUME_PREFIX: &str = "kube-api-access-";
+
+/// What stands for the token volume's name in a key: the prefix and five 0xFF bytes, which UTF-8
+/// text (every review body) never holds, so a key with it never equals a key without.
+const TOKEN_PLACEHOLDER: &[u8] = b"kube-api-access-\xff\xff\xff\xff\xff";
 
 impl Key {
     /// The key of `request` arriving on the path for `cluster`/`network`, with the nodes' native
     /// sidecar support: the object's text without `metadata.managedFields` (as
     /// [`crate::admission::Object`] holds it) and each other input, every part tagged and
     /// length-prefixed so that different inputs never give the same bytes; objects written the same
-    /// give the same bytes.
+    /// give the same bytes. The name of the service-account token volume ([`token_volume`]) is
+    /// written as a placeholder, so replicas that differ only by that name share a key.
     pub fn new(request: &ReviewRequest<'_>, cluster: Option<&str>, network: Option<&str>, native: bool) -> Key {
+        let token = token_volume(&request.object);
         // Most pods without managedFields are a few KiB.
         let mut key = Vec::with_capacity(4096);
         key.push(u8::from(native));
@@ -83,7 +121,11 @@ impl Key {
                 for (name, member) in members {
                     push_text(&mut key, name);
                     match member {
-                        Member::Raw(raw) => push_tagged(&mut key, b'r', raw.get()),
+                        Member::Raw(raw) => match &token {
+                            // Only `spec` holds the name (see `token_volume`).
+                            Some(token) if name == "spec" => push_replaced(&mut key, b'r', raw.get(), token),
+                            _ => push_tagged(&mut key, b'r', raw.get()),
+                        },
                         Member::Value(value) => push_tagged(&mut key, b'v', &value.to_string()),
                         Member::Metadata(fields) => {
                             key.push(b'm');
@@ -99,12 +141,110 @@ impl Key {
         }
         // Shrunk to its length: the key is charged what it holds (a few KiB reserved for a
         // 100-byte key would make the cache's bound a lie for small objects).
-        Key(key.into_boxed_slice())
+        Key { bytes: key.into_boxed_slice(), token: token.map(String::into_boxed_str) }
+    }
+
+    /// The name of the review's service-account token volume, when the key holds a placeholder
+    /// for it.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     fn size(&self) -> usize {
-        self.0.len()
+        self.bytes.len() + self.token.as_ref().map_or(0, |t| t.len())
     }
+}
+
+/// The name of the API server's projected service-account token volume in `object`, when the
+/// name can stand for itself in the key: exactly one volume of `spec.volumes` is called
+/// `kube-api-access-<5 of [a-z0-9]>` and is `projected`, and the name's every occurrence in the
+/// object's text is that volume's name or the name of a `volumeMounts` entry of a container, init
+/// container or ephemeral container (each written without escapes). Anything else (another mention
+/// of the name anywhere, a second such volume, a spec that does not read) keeps the name in the key.
+pub fn token_volume(object: &Object<'_>) -> Option<String> {
+    let Object::Members(members) = object else { return None };
+    let mut specs = members.iter().filter(|(name, _)| name == "spec");
+    let (Some((_, Member::Raw(spec))), None) = (specs.next(), specs.next()) else { return None };
+    let spec = spec.get();
+    let start = spec.find(TOKEN_VOLUME_PREFIX)?;
+    let name = spec.get(start..start + TOKEN_PLACEHOLDER.len())?;
+    let suffix = &name.as_bytes()[TOKEN_VOLUME_PREFIX.len()..];
+    if !suffix.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        return None;
+    }
+    let parsed: SpecNames<'_> = serde_json::from_str(spec).ok()?;
+    let mut named = parsed.volumes.iter().flatten().filter(|v| v.name == Some(name));
+    match (named.next(), named.next()) {
+        (Some(volume), None) if volume.projected.is_some() => {}
+        _ => return None,
+    }
+    let mounts = [parsed.containers, parsed.init_containers, parsed.ephemeral_containers]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|c| c.volume_mounts.into_iter().flatten())
+        .filter(|m| m.name == Some(name))
+        .count();
+    let mentions = |text: &str| text.matches(name).count();
+    let mentioned: usize = members
+        .iter()
+        .map(|(member, value)| {
+            mentions(member)
+                + match value {
+                    Member::Raw(raw) => mentions(raw.get()),
+                    Member::Value(value) => mentions(&value.to_string()),
+                    Member::Metadata(fields) => fields.iter().map(|(f, raw)| mentions(f) + mentions(raw.get())).sum(),
+                }
+        })
+        .sum();
+    (mentioned == 1 + mounts).then(|| name.to_string())
+}
+
+/// The names [`token_volume`] reads from a pod's spec; every other field is skipped unbuilt.
+#[derive(serde::Deserialize)]
+struct SpecNames<'a> {
+    #[serde(borrow, default)]
+    volumes: Option<Vec<VolumeNames<'a>>>,
+    #[serde(borrow, default)]
+    containers: Option<Vec<ContainerMounts<'a>>>,
+    #[serde(borrow, default, rename = "initContainers")]
+    init_containers: Option<Vec<ContainerMounts<'a>>>,
+    #[serde(borrow, default, rename = "ephemeralContainers")]
+    ephemeral_containers: Option<Vec<ContainerMounts<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct VolumeNames<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a str>,
+    #[serde(default)]
+    projected: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct ContainerMounts<'a> {
+    #[serde(borrow, default, rename = "volumeMounts")]
+    volume_mounts: Option<Vec<MountName<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct MountName<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a str>,
+}
+
+/// `text` tagged and length-prefixed, with every occurrence of `token` written as the placeholder
+/// (same length, so the length is the text's).
+fn push_replaced(key: &mut Vec<u8>, tag: u8, text: &str, token: &str) {
+    key.push(tag);
+    push_len(key, text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(token) {
+        key.extend_from_slice(&rest.as_bytes()[..at]);
+        key.extend_from_slice(TOKEN_PLACEHOLDER);
+        rest = &rest[at + token.len()..];
+    }
+    key.extend_from_slice(rest.as_bytes());
 }
 
 fn push_len(key: &mut Vec<u8>, len: usize) {
@@ -121,6 +261,59 @@ fn push_tagged(key: &mut Vec<u8>, tag: u8, text: &str) {
     push_text(key, text);
 }
 
+/// A kept answer: as decided, or, when it mentions the token volume of the review it was decided
+/// for, its JSON Patch text split at each mention.
+#[derive(Debug)]
+enum Entry {
+    /// The answer for every review of the key.
+    Fixed(Arc<Decided>),
+    /// An injection whose patch names the token volume: the outcome and the patch text between
+    /// the mentions, joined with each review's own name.
+    Bound { decided: Arc<Decided>, pieces: Vec<String> },
+}
+
+impl Entry {
+    /// The entry for `decided`, decided for a review whose token volume is `token`; `None` when
+    /// the answer cannot be re-bound (a denial or skip reason that names the volume).
+    fn new(decided: Arc<Decided>, token: Option<&str>) -> Option<Entry> {
+        let Some(token) = token else { return Some(Entry::Fixed(decided)) };
+        if decided.reason_text.contains(token) || matches!(&decided.verdict, Verdict::Deny(m) if m.contains(token)) {
+            return None;
+        }
+        let Verdict::Patch(patch) = &decided.verdict else { return Some(Entry::Fixed(decided)) };
+        let text = patch.json().ok()?;
+        if !text.contains(token) {
+            return Some(Entry::Fixed(decided));
+        }
+        let pieces = text.split(token).map(str::to_string).collect();
+        Some(Entry::Bound { decided, pieces })
+    }
+
+    /// The answer for a review whose token volume is `token`.
+    fn answer(&self, token: Option<&str>) -> Arc<Decided> {
+        match (self, token) {
+            (Entry::Fixed(decided), _) => decided.clone(),
+            (Entry::Bound { decided, pieces }, Some(token)) => {
+                let verdict = Verdict::Patch(EncodedPatch::from_json(pieces.join(token).as_bytes()));
+                Arc::new(Decided { verdict, ..Decided::clone(decided) })
+            }
+            // A key with a placeholder always comes with its name; kept for completeness.
+            (Entry::Bound { decided, .. }, None) => decided.clone(),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Entry::Fixed(decided) => decided.size(),
+            Entry::Bound { decided, pieces } => {
+                decided.size()
+                    + pieces.capacity() * size_of::<String>()
+                    + pieces.iter().map(String::capacity).sum::<usize>()
+            }
+        }
+    }
+}
+
 /// The cache: at most `max_bytes` of keys and answers; an entry larger than an eighth of that is
 /// not kept.
 #[derive(Debug)]
@@ -131,7 +324,7 @@ pub struct ReviewCache {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<Arc<Key>, Arc<Decided>, foldhash::fast::RandomState>,
+    entries: HashMap<Arc<Key>, Entry, foldhash::fast::RandomState>,
     order: VecDeque<Arc<Key>>,
     bytes: usize,
 }
@@ -147,19 +340,24 @@ impl ReviewCache {
         self.max_bytes > 0
     }
 
-    /// The answer decided for `key`, if it is still kept.
+    /// The answer decided for `key`, if it is still kept, bound to the key's token volume name.
     pub fn get(&self, key: &Key) -> Option<Arc<Decided>> {
         if !self.enabled() {
             return None;
         }
-        self.lock().entries.get(key).cloned()
+        self.lock().entries.get(key).map(|entry| entry.answer(key.token()))
     }
 
-    /// Keeps `decided` for `key`, evicting the oldest entries to stay within the size. Returns
-    /// whether it was kept (it is not when it is too large or the cache is off).
+    /// Keeps `decided` (the answer to the review of `key`) for `key`, evicting the oldest entries to
+    /// stay within the size. Returns whether it was kept (it is not when it is too large, the cache
+    /// is off, or the answer names the token volume where it cannot be re-bound).
     pub fn insert(&self, key: Key, decided: Arc<Decided>) -> bool {
-        let size = key.size() + decided.size() + ENTRY_OVERHEAD;
-        if !self.enabled() || size > self.max_bytes / 8 {
+        if !self.enabled() {
+            return false;
+        }
+        let Some(entry) = Entry::new(decided, key.token()) else { return false };
+        let size = key.size() + entry.size() + ENTRY_OVERHEAD;
+        if size > self.max_bytes / 8 {
             return false;
         }
         let key = Arc::new(key);
@@ -173,7 +371,7 @@ impl ReviewCache {
                 inner.bytes -= oldest.size() + gone.size() + ENTRY_OVERHEAD;
             }
         }
-        inner.entries.insert(key.clone(), decided);
+        inner.entries.insert(key.clone(), entry);
         inner.order.push_back(key);
         inner.bytes += size;
         true

@@ -388,6 +388,9 @@ fn internal(e: serde_json::Error) -> Failure {
     }
 }
 
+/// The skip reason of a pod that already carries the injection the injector would write.
+pub const ALREADY_INJECTED: &str = "already_injected";
+
 /// The answer to an injection decision, as the cache keeps it.
 fn decide(decision: Decision) -> Result<Decided, Failure> {
     Ok(match decision {
@@ -402,6 +405,14 @@ fn decide(decision: Decision) -> Result<Decided, Failure> {
             reason: "",
             reason_text: message.clone(),
             verdict: Verdict::Deny(message),
+        },
+        // The pod already carries this injection (the re-review after the API server's
+        // ServiceAccount plugin mounted its token in the injected containers): allowed as it is.
+        Decision::Patch(patch) if patch.0.is_empty() => Decided {
+            outcome: Outcome::Skipped,
+            reason: ALREADY_INJECTED,
+            reason_text: ALREADY_INJECTED.to_string(),
+            verdict: Verdict::Allow,
         },
         Decision::Patch(patch) => Decided {
             outcome: Outcome::Injected,

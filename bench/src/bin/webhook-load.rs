@@ -7,16 +7,19 @@
 //! `webhook/echo throughput ratio: R`.
 //!
 //! The review is the API server's review of a ReplicaSet's pod (`--review` for another). Every
-//! review has its own uid, as the API server sends them; the pod is the same (replicas of a
-//! Deployment, answered from mesh-webhook's review cache after the first) unless `--distinct` gives
-//! every review its own pod.
+//! review has its own uid, as the API server sends them. By default the reviews are what a real API
+//! server sends for a Deployment's replicas: each replica has its own generated service-account
+//! token volume name (`kube-api-access-<5 random characters>`, in the volume and in every mount),
+//! and each is followed by its re-review (`reinvocationPolicy: IfNeeded`: the injected pod, with the
+//! token mounted in the injected containers too). `--exact-replicas` sends byte-identical replicas
+//! (one token name), `--distinct` gives every review its own pod (a label with a counter).
 //!
 //! The targets take turns (`--rounds`, 5 by default: 2 s each, after 0.5 s of warm-up), so that a
 //! drift of the machine's speed affects both alike. Each server runs one worker thread unless
 //! `--server-workers` says otherwise (see there).
 //!
 //! Usage: `cargo run --release -p mesh-bench --bin webhook-load -- [--connections 64] [--seconds 10]
-//! [--rounds 5] [--server-workers 1] [--distinct] [--review FILE]` (builds and runs `mesh-webhook`
+//! [--rounds 5] [--server-workers 1] [--distinct | --exact-replicas] [--review FILE]` (builds and runs `mesh-webhook`
 //! from the same target directory).
 
 use std::net::SocketAddr;
@@ -47,10 +50,16 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     rounds: u32,
     /// Make every pod different (a label with a counter), so that no review is answered from
-    /// mesh-webhook's review cache. Without it the reviews are replicas of one pod, as for a
-    /// Deployment's scale-up: only the uid differs.
-    #[arg(long)]
+    /// mesh-webhook's review cache, as for StatefulSet, DaemonSet or bare pods; no re-reviews.
+    /// Without it (and without --exact-replicas) the reviews are replicas as a real API server
+    /// sends them: each with its own random `kube-api-access-*` token volume name, each followed
+    /// by its re-review.
+    #[arg(long, conflicts_with = "exact_replicas")]
     distinct: bool,
+    /// Send byte-identical replicas of one pod (only the uid differs; one token volume name), no
+    /// re-reviews: the review cache's best case.
+    #[arg(long)]
+    exact_replicas: bool,
     /// The AdmissionReview to post (default: the API server's review of a ReplicaSet's pod,
     /// `shared/fixtures/kube-apiserver/admissionreview-v1-pod-generatename-owner.json`).
     #[arg(long)]
@@ -74,6 +83,9 @@ struct Args {
     /// Internal: the file with the echo server's fixed response.
     #[arg(long, hide = true)]
     echo_response: Option<PathBuf>,
+    /// Internal: the file with the echo server's fixed response to re-reviews.
+    #[arg(long, hide = true)]
+    echo_re_response: Option<PathBuf>,
 }
 
 struct Target {
@@ -100,20 +112,27 @@ fn main() -> anyhow::Result<()> {
     if let Some(addr) = args.echo_server {
         let Some(path) = &args.echo_response else { bail!("--echo-server needs --echo-response FILE") };
         let response = std::fs::read(path).with_context(|| path.display().to_string())?;
-        return runtime.block_on(echo_server(addr, &args.echo_tls, Bytes::from(response)));
+        let re_response = match &args.echo_re_response {
+            Some(path) => std::fs::read(path).with_context(|| path.display().to_string())?,
+            None => response.clone(),
+        };
+        return runtime.block_on(echo_server(addr, &args.echo_tls, Bytes::from(response), Bytes::from(re_response)));
     }
     runtime.block_on(bench(args))
 }
 
-async fn echo_server(addr: SocketAddr, tls: &[PathBuf], response: Bytes) -> anyhow::Result<()> {
+/// The header that tells the echo server a request is a re-review (mesh-webhook ignores it).
+const KIND_HEADER: &str = "x-webhook-load-kind";
+
+async fn echo_server(addr: SocketAddr, tls: &[PathBuf], response: Bytes, re_response: Bytes) -> anyhow::Result<()> {
     let [cert, key] = tls else { bail!("--echo-tls CERT KEY") };
     let store = Arc::new(mesh_webhook::tls::CertStore::new());
     store.set(mesh_webhook::tls::certified_key(&std::fs::read(cert)?, &std::fs::read(key)?)?);
     let config = Arc::new(mesh_webhook::tls::server_config(store)?);
     let app = axum::Router::new().route(
         "/inject",
-        axum::routing::post(move |_body: Bytes| {
-            let response = response.clone();
+        axum::routing::post(move |headers: http::HeaderMap, _body: Bytes| {
+            let response = if headers.contains_key(KIND_HEADER) { re_response.clone() } else { response.clone() };
             async move { ([(http::header::CONTENT_TYPE, "application/json")], response) }
         }),
     );
@@ -170,6 +189,8 @@ struct Result_ {
     errors: u64,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    /// The latencies of re-reviews alone (also in `latencies_us`).
+    re_review_latencies_us: Vec<u32>,
 }
 
 impl Result_ {
@@ -178,12 +199,17 @@ impl Result_ {
     }
 
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        f64::from(self.latencies_us[i]) / 1000.0
+        percentile(&self.latencies_us, p)
     }
+}
+
+/// The `p` quantile of sorted latencies, in ms.
+fn percentile(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted_us.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted_us[i]) / 1000.0
 }
 
 async fn connect(
@@ -202,11 +228,24 @@ async fn connect(
 
 /// Posts the review once and returns the answer's body.
 async fn post_once(addr: SocketAddr, config: Arc<rustls::ClientConfig>, body: Bytes) -> anyhow::Result<Bytes> {
+    post_once_as(addr, config, body, false).await
+}
+
+/// Posts the review (marked as a re-review for the echo server when `re_review`) once.
+async fn post_once_as(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    body: Bytes,
+    re_review: bool,
+) -> anyhow::Result<Bytes> {
     let mut sender = connect(addr, config).await?;
-    let request = http::Request::post("/inject")
+    let mut request = http::Request::post("/inject")
         .header("host", "localhost")
         .header("content-type", "application/json")
         .body(Full::new(body))?;
+    if re_review {
+        request.headers_mut().insert(KIND_HEADER, http::HeaderValue::from_static("re-review"));
+    }
     let response = sender.send_request(request).await?;
     if response.status() != http::StatusCode::OK {
         bail!("answered {}", response.status());
@@ -214,43 +253,184 @@ async fn post_once(addr: SocketAddr, config: Arc<rustls::ClientConfig>, body: By
     Ok(response.into_body().collect().await?.to_bytes())
 }
 
-/// The review split where each request's uid and, for distinct pods, a label go.
-struct Reviews {
-    parts: [Bytes; 3],
-    distinct: bool,
+/// What the load sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Replicas with their own token volume names, each followed by its re-review.
+    ApiServer,
+    /// Byte-identical replicas (only the uid differs).
+    ExactReplicas,
+    /// Every pod different (a label with a counter).
+    Distinct,
 }
 
-impl Reviews {
-    fn new(review: &[u8], distinct: bool) -> anyhow::Result<Reviews> {
+/// The prefix of the API server's generated service-account token volume names.
+const TOKEN_PREFIX: &str = "kube-api-access-";
+
+/// The characters the API server's generated names use (k8s.io/apimachinery's `rand.String`).
+const TOKEN_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// A review's text split where the uid, the token volume's name (every mention) and, for distinct
+/// pods, a label go: `pieces[0]` uid `pieces[1]` (token `pieces[i]`)*, with a label inserted
+/// after `labels_at` bytes of the last piece (the start of `metadata.labels`).
+struct Template {
+    pieces: Vec<Bytes>,
+    labels_at: Option<usize>,
+}
+
+impl Template {
+    fn new(review: &[u8], token: Option<&str>) -> anyhow::Result<Template> {
         let find = |what: &[u8], from: usize| {
             review[from..].windows(what.len()).position(|w| w == what).map(|i| from + i + what.len())
         };
         let uid_start = find(b"\"uid\":\"", 0).context("no uid in the review")?;
         let uid_end = find(b"\"", uid_start).context("unterminated uid")? - 1;
-        let labels = find(b"\"labels\":{", uid_end).context("no labels in the review's pod")?;
-        Ok(Reviews {
-            parts: [
-                Bytes::copy_from_slice(&review[..uid_start]),
-                Bytes::copy_from_slice(&review[uid_end..labels]),
-                Bytes::copy_from_slice(&review[labels..]),
-            ],
-            distinct,
-        })
+        let mut pieces = vec![Bytes::copy_from_slice(&review[..uid_start])];
+        let mut from = uid_end;
+        if let Some(token) = token {
+            while let Some(end) = find(token.as_bytes(), from) {
+                pieces.push(Bytes::copy_from_slice(&review[from..end - token.len()]));
+                from = end;
+            }
+        }
+        // Only distinct pods get a label, and those never have token pieces.
+        let labels_at = find(b"\"labels\":{", from).map(|labels| labels - from);
+        pieces.push(Bytes::copy_from_slice(&review[from..]));
+        Ok(Template { pieces, labels_at })
     }
 
-    /// Review `n`: its own uid, as the API server sends, and with `distinct` its own pod.
-    fn body(&self, n: u64) -> Bytes {
-        let [head, middle, tail] = &self.parts;
-        let mut body = Vec::with_capacity(head.len() + middle.len() + tail.len() + 64);
-        body.extend_from_slice(head);
-        body.extend_from_slice(format!("load-{n:016x}").as_bytes());
-        body.extend_from_slice(middle);
-        if self.distinct {
-            body.extend_from_slice(format!("\"mesh-load-pod\":\"{n}\",").as_bytes());
+    fn body(&self, uid: &str, token: &str, label: Option<&str>) -> Bytes {
+        let len: usize = self.pieces.iter().map(Bytes::len).sum();
+        let mut body = Vec::with_capacity(len + 64 * self.pieces.len());
+        body.extend_from_slice(&self.pieces[0]);
+        body.extend_from_slice(uid.as_bytes());
+        let last = self.pieces.len() - 1;
+        for (i, piece) in self.pieces.iter().enumerate().skip(1) {
+            if i > 1 {
+                body.extend_from_slice(token.as_bytes());
+            }
+            match (label, self.labels_at) {
+                (Some(label), Some(at)) if i == last => {
+                    body.extend_from_slice(&piece[..at]);
+                    body.extend_from_slice(label.as_bytes());
+                    body.extend_from_slice(&piece[at..]);
+                }
+                _ => body.extend_from_slice(piece),
+            }
         }
-        body.extend_from_slice(tail);
         Bytes::from(body)
     }
+}
+
+/// The generated token volume name of replica `n`: `kube-api-access-` and five characters, as the
+/// API server makes them (pseudo-random from `n`, so runs repeat).
+fn token_name(n: u64) -> String {
+    // splitmix64
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let mut name = String::from(TOKEN_PREFIX);
+    for i in 0..5 {
+        let c = TOKEN_ALPHABET[((z >> (i * 12)) % TOKEN_ALPHABET.len() as u64) as usize];
+        name.push(char::from(c));
+    }
+    name
+}
+
+/// The token volume name a review's pod carries, if any.
+fn token_of(review: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(review).ok()?;
+    let at = text.find(TOKEN_PREFIX)?;
+    let name = text.get(at..at + TOKEN_PREFIX.len() + 5)?;
+    name[TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric()).then(|| name.to_string())
+}
+
+/// The reviews of a run.
+struct Reviews {
+    mode: Mode,
+    first: Template,
+    /// The re-review of the injected pod ([`Mode::ApiServer`]).
+    re_review: Option<Template>,
+}
+
+impl Reviews {
+    /// The reviews for `mode` from the `review`; `re_review` is the text of its re-review (the
+    /// injected pod with the token mounted in every container), needed for [`Mode::ApiServer`].
+    fn new(review: &[u8], mode: Mode, re_review: Option<&[u8]>) -> anyhow::Result<Reviews> {
+        let token = token_of(review);
+        if mode == Mode::ApiServer && token.is_none() {
+            bail!("the review's pod has no {TOKEN_PREFIX}* volume: use --exact-replicas or --distinct");
+        }
+        let token = token.filter(|_| mode == Mode::ApiServer);
+        let first = Template::new(review, token.as_deref())?;
+        if mode == Mode::Distinct && first.labels_at.is_none() {
+            bail!("no labels in the review's pod (--distinct adds one)");
+        }
+        let re_review = match (mode, re_review) {
+            (Mode::ApiServer, Some(text)) => Some(Template::new(text, token.as_deref())?),
+            (Mode::ApiServer, None) => bail!("the api-server mode needs the re-review"),
+            _ => None,
+        };
+        Ok(Reviews { mode, first, re_review })
+    }
+
+    /// Request `n`: its body and whether it is a re-review. Each has its own uid, as the API server
+    /// sends; in [`Mode::ApiServer`] even requests are replicas with their own token volume name and
+    /// odd ones their re-reviews, in [`Mode::Distinct`] every pod is different.
+    fn body(&self, n: u64) -> (Bytes, bool) {
+        let uid = format!("load-{n:016x}");
+        match (self.mode, &self.re_review) {
+            (Mode::ApiServer, Some(re_review)) => {
+                let token = token_name(n / 2);
+                if n % 2 == 1 {
+                    (re_review.body(&uid, &token, None), true)
+                } else {
+                    (self.first.body(&uid, &token, None), false)
+                }
+            }
+            (Mode::Distinct, _) => (self.first.body(&uid, "", Some(&format!("\"mesh-load-pod\":\"{n}\","))), false),
+            _ => (self.first.body(&uid, "", None), false),
+        }
+    }
+}
+
+/// The re-review of `review` after `answer` (mesh-webhook's answer to it): the patch applied to the
+/// pod and the pod's token volume mounted, as the ServiceAccount plugin does, in every container
+/// and init container without a mount at the token path.
+fn re_review_of(review: &[u8], answer: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    let mut review: serde_json::Value = serde_json::from_slice(review)?;
+    let answer: serde_json::Value = serde_json::from_slice(answer)?;
+    let patch = answer.pointer("/response/patch").and_then(|p| p.as_str()).context("the answer has no patch")?;
+    let patch: json_patch::Patch = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(patch)?)?;
+    let pod = review.pointer_mut("/request/object").context("the review has no object")?;
+    json_patch::patch(pod, &patch)?;
+    let token = pod
+        .pointer("/spec/volumes")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .find(|n| n.starts_with(TOKEN_PREFIX))
+        .context("the pod has no token volume")?
+        .to_string();
+    let path = "/var/run/secrets/kubernetes.io/serviceaccount";
+    for list in ["containers", "initContainers"] {
+        let Some(containers) = pod.pointer_mut(&format!("/spec/{list}")).and_then(|c| c.as_array_mut()) else {
+            continue;
+        };
+        for c in containers {
+            let Some(fields) = c.as_object_mut() else { continue };
+            let mounts = fields.entry("volumeMounts").or_insert_with(|| serde_json::json!([]));
+            if let Some(mounts) = mounts.as_array_mut()
+                && !mounts.iter().any(|m| m["mountPath"] == path)
+            {
+                mounts.push(serde_json::json!({"name": token, "readOnly": true, "mountPath": path}));
+            }
+        }
+    }
+    Ok(serde_json::to_vec(&review)?)
 }
 
 async fn load(
@@ -270,20 +450,25 @@ async fn load(
         let mut next = (connection as u64) << 40;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(16 * 1024);
+            let mut re_latencies = Vec::new();
             let mut errors = 0u64;
             let mut sender = match connect(addr, config.clone()).await {
                 Ok(s) => s,
-                Err(_) => return (latencies, 1),
+                Err(_) => return (latencies, re_latencies, 1),
             };
             loop {
                 let sent_at = Instant::now();
                 if sent_at >= until {
                     break;
                 }
-                let request = http::Request::post("/inject")
+                let (body, re_review) = reviews.body(next);
+                let mut request = http::Request::post("/inject")
                     .header("host", "localhost")
-                    .header("content-type", "application/json")
-                    .body(Full::new(reviews.body(next)));
+                    .header("content-type", "application/json");
+                if re_review {
+                    request = request.header(KIND_HEADER, "re-review");
+                }
+                let request = request.body(Full::new(body));
                 next += 1;
                 let ok = match request {
                     Ok(request) => match sender.send_request(request).await {
@@ -298,7 +483,11 @@ async fn load(
                 let done = Instant::now();
                 if sent_at >= measure_from {
                     if ok {
-                        latencies.push(u32::try_from((done - sent_at).as_micros()).unwrap_or(u32::MAX));
+                        let us = u32::try_from((done - sent_at).as_micros()).unwrap_or(u32::MAX);
+                        latencies.push(us);
+                        if re_review {
+                            re_latencies.push(us);
+                        }
                     } else {
                         errors += 1;
                     }
@@ -313,22 +502,35 @@ async fn load(
                     }
                 }
             }
-            (latencies, errors)
+            (latencies, re_latencies, errors)
         }));
     }
-    let mut all = Vec::new();
+    let (mut all, mut re_all) = (Vec::new(), Vec::new());
     let mut errors = 0;
     for task in tasks {
-        let (latencies, e) = task.await?;
+        let (latencies, re_latencies, e) = task.await?;
         all.extend(latencies);
+        re_all.extend(re_latencies);
         errors += e;
     }
-    Ok(Result_ { reviews: all.len() as u64, errors, elapsed: measured, latencies_us: all })
+    Ok(Result_ {
+        reviews: all.len() as u64,
+        errors,
+        elapsed: measured,
+        latencies_us: all,
+        re_review_latencies_us: re_all,
+    })
 }
 
 impl Result_ {
     fn empty() -> Result_ {
-        Result_ { reviews: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() }
+        Result_ {
+            reviews: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            latencies_us: Vec::new(),
+            re_review_latencies_us: Vec::new(),
+        }
     }
 
     fn add(&mut self, round: Result_) {
@@ -336,6 +538,7 @@ impl Result_ {
         self.errors += round.errors;
         self.elapsed += round.elapsed;
         self.latencies_us.extend(round.latencies_us);
+        self.re_review_latencies_us.extend(round.re_review_latencies_us);
     }
 }
 
@@ -350,6 +553,16 @@ fn report(name: &str, r: &Result_) {
         r.percentile(0.999),
         r.errors
     );
+    if !r.re_review_latencies_us.is_empty() {
+        let re = &r.re_review_latencies_us;
+        println!(
+            "{name}, re-reviews alone: {} re-reviews; latency p50 {:.3} ms, p99 {:.3} ms, p999 {:.3} ms",
+            re.len(),
+            percentile(re, 0.50),
+            percentile(re, 0.99),
+            percentile(re, 0.999)
+        );
+    }
 }
 
 fn write_certs(dir: &Path) -> anyhow::Result<(String, PathBuf, PathBuf)> {
@@ -397,7 +610,16 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             webhook_bin.display()
         );
     }
-    let reviews = Arc::new(Reviews::new(&body, args.distinct)?);
+    let mode = if args.distinct {
+        Mode::Distinct
+    } else if args.exact_replicas {
+        Mode::ExactReplicas
+    } else {
+        Mode::ApiServer
+    };
+    if mode == Mode::ApiServer && token_of(&body).is_none() {
+        bail!("the review's pod has no {TOKEN_PREFIX}* volume: use --exact-replicas or --distinct");
+    }
     println!(
         "webhook-load: {} keep-alive TLS connections, {} s per target in {} alternating rounds, {} worker thread(s) per server, body {} bytes ({}), {}",
         args.connections,
@@ -406,14 +628,15 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         if args.server_workers == 0 { "one per CPU".to_string() } else { args.server_workers.to_string() },
         body.len(),
         fixture.file_name().map_or_else(|| fixture.display().to_string(), |f| f.to_string_lossy().into_owned()),
-        if args.distinct {
-            "every pod different (no review-cache hits)"
-        } else {
-            "replicas of one pod with their own uids (review-cache hits)"
+        match mode {
+            Mode::ApiServer => "replicas with their own token volume names, each followed by its re-review",
+            Mode::ExactReplicas => "byte-identical replicas of one pod with their own uids",
+            Mode::Distinct => "every pod different (no review-cache hits)",
         }
     );
 
     let response_file = dir.path().join("response.json");
+    let re_response_file = dir.path().join("re-response.json");
     let webhook = {
         let mut command = Command::new(&webhook_bin);
         command
@@ -438,11 +661,28 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         std::fs::write(&response_file, &answer)?;
         target
     };
+    let re_review = match mode {
+        Mode::ApiServer => {
+            let text = Bytes::from(re_review_of(&body, &std::fs::read(&response_file)?)?);
+            let answer = post_once_as(webhook.addr, config.clone(), text.clone(), true).await?;
+            let answer_json: serde_json::Value = serde_json::from_slice(&answer)?;
+            if answer_json.pointer("/response/patch").is_some() || answer_json["response"]["allowed"] != true {
+                bail!("mesh-webhook patched the re-review: {}", String::from_utf8_lossy(&answer));
+            }
+            std::fs::write(&re_response_file, &answer)?;
+            Some(text)
+        }
+        _ => None,
+    };
+    let reviews = Arc::new(Reviews::new(&body, mode, re_review.as_deref())?);
     let echo_server = {
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["--echo-server", "127.0.0.1:0", "--echo-tls"]).arg(&cert).arg(&key);
         command.arg(format!("--server-workers={}", args.server_workers));
         command.arg("--echo-response").arg(&response_file);
+        if re_review.is_some() {
+            command.arg("--echo-re-response").arg(&re_response_file);
+        }
         let target = start(command, "echo server")?;
         connect(target.addr, config.clone()).await.context("connecting to the echo server")?;
         target
@@ -478,20 +718,57 @@ mod tests {
     fn reviews_get_their_own_uid_and_with_distinct_their_own_pod() {
         let review =
             br#"{"request":{"uid":"u-1","object":{"metadata":{"name":"foo","labels":{"app":"foo"}},"spec":{}}}}"#;
-        let parse = |b: Bytes| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
-        let replicas = Reviews::new(review, false).unwrap();
+        let parse = |(b, _): (Bytes, bool)| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+        let replicas = Reviews::new(review, Mode::ExactReplicas, None).unwrap();
         let (a, b) = (parse(replicas.body(1)), parse(replicas.body(2)));
         assert_eq!(a["request"]["uid"], "load-0000000000000001");
         assert_eq!(b["request"]["uid"], "load-0000000000000002");
         assert_eq!(a["request"]["object"], b["request"]["object"]);
         assert_eq!(a["request"]["object"]["metadata"]["labels"], serde_json::json!({"app": "foo"}));
-        let distinct = Reviews::new(review, true).unwrap();
+        let distinct = Reviews::new(review, Mode::Distinct, None).unwrap();
         let (a, b) = (parse(distinct.body(1)), parse(distinct.body(2)));
         assert_eq!(
             a["request"]["object"]["metadata"]["labels"],
             serde_json::json!({"mesh-load-pod": "1", "app": "foo"})
         );
         assert_ne!(a["request"]["object"], b["request"]["object"]);
-        assert!(Reviews::new(br#"{"request":{}}"#, false).is_err());
+        assert!(Reviews::new(br#"{"request":{}}"#, Mode::ExactReplicas, None).is_err());
+        assert!(Reviews::new(review, Mode::ApiServer, Some(review)).is_err(), "no token volume");
+    }
+
+    #[test]
+    fn api_server_replicas_have_their_own_token_names_and_their_re_reviews() {
+        let review =
+            mesh_test_data::read_shared("fixtures/kube-apiserver/admissionreview-v1-pod-generatename-owner.json")
+                .unwrap();
+        let token = token_of(&review).unwrap();
+        assert_eq!(token, "kube-api-access-8mhdn");
+        let patch = serde_json::json!([{"op": "add", "path": "/spec/containers/-",
+            "value": {"name": "istio-proxy", "image": "proxy"}}]);
+        let answer = serde_json::json!({"response": {"uid": "u", "allowed": true, "patchType": "JSONPatch",
+            "patch": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, patch.to_string())}});
+        let re_review = re_review_of(&review, answer.to_string().as_bytes()).unwrap();
+        let reviews = Reviews::new(&review, Mode::ApiServer, Some(&re_review)).unwrap();
+        let text = |(b, re): (Bytes, bool)| (String::from_utf8(b.to_vec()).unwrap(), re);
+        let (first, re) = text(reviews.body(0));
+        assert!(!re);
+        let name = token_name(0);
+        assert_eq!(
+            first,
+            String::from_utf8(review.clone())
+                .unwrap()
+                .replace(&token, &name)
+                .replace("b84de132-cde4-4378-a054-eb4b352ec037", "load-0000000000000000")
+        );
+        let (again, re) = text(reviews.body(1));
+        assert!(re);
+        let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+        let proxy = &again["request"]["object"]["spec"]["containers"][1];
+        assert_eq!(proxy["name"], "istio-proxy");
+        assert_eq!(proxy["volumeMounts"][0]["name"], name.as_str(), "the plugin mounted the replica's token");
+        assert!(!again.to_string().contains(&token));
+        let (third, _) = text(reviews.body(2));
+        assert!(third.contains(&token_name(1)) && token_name(1) != name);
+        assert!(token_name(7).len() == 21 && token_name(7)[16..].bytes().all(|b| TOKEN_ALPHABET.contains(&b)));
     }
 }

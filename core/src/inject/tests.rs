@@ -601,6 +601,66 @@ proptest! {
     }
 }
 
+/// The API server's token volume and its mount in every container and init container that has
+/// none at the token path, as its ServiceAccount plugin adds them (before the webhook, and again
+/// before the re-review).
+fn with_service_account_token(pod: &Value, name: &str) -> Value {
+    let mut pod = pod.clone();
+    let volume = json!({"name": name, "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}});
+    match pod["spec"]["volumes"].as_array_mut() {
+        Some(volumes) if volumes.iter().any(|v| name_of(v) == name) => {}
+        Some(volumes) => volumes.push(volume),
+        None => pod["spec"]["volumes"] = json!([volume]),
+    }
+    let mount = json!({"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"});
+    for list in ["containers", "initContainers"] {
+        for c in pod["spec"].get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+            let mounts = c.as_object_mut().unwrap().entry("volumeMounts").or_insert_with(|| json!([]));
+            let mounts = mounts.as_array_mut().unwrap();
+            if !mounts.iter().any(|m| m["mountPath"] == mount["mountPath"]) {
+                mounts.push(mount.clone());
+            }
+        }
+    }
+    pod
+}
+
+#[test]
+fn the_re_review_after_the_service_account_plugin_is_an_empty_patch() {
+    let pod = with_service_account_token(&hello(), "kube-api-access-x7k2q");
+    let once = injected(&pod, &InjectConfig::default());
+    let re_review = with_service_account_token(&once, "kube-api-access-x7k2q");
+    assert_ne!(re_review, once, "the plugin mounted the token in the injected containers");
+    assert_eq!(inject(&re_review, &req(), &InjectConfig::default()), Decision::Patch(json_patch::Patch(Vec::new())));
+    // Another config re-injects: the new containers keep the plugin's mounts.
+    let other = InjectConfig { cni: CniConfig { enabled: true, ..CniConfig::default() }, ..InjectConfig::default() };
+    let moved = injected(&re_review, &other);
+    assert_ne!(moved, re_review);
+    let proxy =
+        moved["spec"]["initContainers"].as_array().unwrap().iter().find(|c| name_of(c) == "istio-proxy").unwrap();
+    let mounts = proxy["volumeMounts"].as_array().unwrap();
+    assert_eq!(mounts.last().unwrap()["name"], "kube-api-access-x7k2q", "{proxy}");
+    assert_eq!(mounts.iter().filter(|m| m["name"] == "kube-api-access-x7k2q").count(), 1);
+    assert_eq!(inject(&moved, &req(), &other), Decision::Patch(json_patch::Patch(Vec::new())));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// The re-review of an injected pod, after the ServiceAccount plugin mounted the token volume
+    /// in the injected containers too, gets an empty patch.
+    #[test]
+    fn re_review_after_the_service_account_plugin_is_an_empty_patch(pod in arb_pod(), cfg in arb_config()) {
+        let pod = with_service_account_token(&pod, "kube-api-access-8mhdn");
+        if let Decision::Patch(patch) = inject(&pod, &req(), &cfg) {
+            let mut once = pod.clone();
+            json_patch::patch(&mut once, &patch).unwrap();
+            let re_review = with_service_account_token(&once, "kube-api-access-8mhdn");
+            prop_assert_eq!(inject(&re_review, &req(), &cfg), Decision::Patch(json_patch::Patch(Vec::new())));
+        }
+    }
+}
+
 /// Every annotation the template reads, for [`injector_answers_as_inject`].
 const TEMPLATE_KEYS: [&str; 30] = [
     names::INJECT_TEMPLATES,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Metadata;
 use super::number::{one_or_many, opt_u32, vec_u32};
-use super::rbac::HttpFilter;
+use super::rbac::{HttpFilter, Rbac};
 use super::route::RouteConfiguration;
 
 /// An Envoy listener.
@@ -245,6 +245,21 @@ pub struct FilterConfig {
     pub cluster: Option<String>,
     /// TCP: weighted upstream clusters.
     pub weighted_clusters: Option<TcpWeightedClusters>,
+    /// Network RBAC (`envoy.filters.network.rbac`): the enforced rules (ignored when another
+    /// filter's `rules` has another shape).
+    #[serde(deserialize_with = "super::rbac::lenient")]
+    pub rules: Option<Rbac>,
+    /// Network RBAC: the shadow (dry-run) rules.
+    #[serde(deserialize_with = "super::rbac::lenient")]
+    pub shadow_rules: Option<Rbac>,
+}
+
+impl NetworkFilter {
+    /// Whether this is a network RBAC filter (by name or `@type`).
+    pub fn is_rbac(&self) -> bool {
+        self.name == "envoy.filters.network.rbac"
+            || self.typed_config.as_ref().is_some_and(|c| c.type_url.ends_with(".filters.network.rbac.v3.RBAC"))
+    }
 }
 
 /// The RDS reference of an HTTP connection manager.

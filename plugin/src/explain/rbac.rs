@@ -25,6 +25,8 @@ pub struct Subject<'a> {
     pub peer: Peer,
     /// The destination IP, when known.
     pub ip: Option<IpAddr>,
+    /// Whether the rules see an HTTP request (an HTTP filter) or only a connection (a network filter).
+    pub http: bool,
 }
 
 /// The result of one rule: it matches, it does not (and why), or it cannot be evaluated (and which
@@ -107,7 +109,11 @@ fn any(items: impl Iterator<Item = Eval>) -> Eval {
     })
 }
 
-fn url_path(m: &PathMatcher, req: &Request) -> Eval {
+fn url_path(m: &PathMatcher, s: &Subject<'_>) -> Eval {
+    if !s.http {
+        return Eval::unknown("HTTP fields on a TCP connection");
+    }
+    let req = s.request;
     let path = path_without_query(&req.path);
     let Some(s) = &m.path else { return Eval::unknown("a url_path without a path matcher") };
     match string_matches(s, path) {
@@ -118,8 +124,11 @@ fn url_path(m: &PathMatcher, req: &Request) -> Eval {
     }
 }
 
-fn header(h: &crate::config_dump::route::HeaderMatcher, req: &Request) -> Eval {
-    match header_matches(h, req) {
+fn header(h: &crate::config_dump::route::HeaderMatcher, s: &Subject<'_>) -> Eval {
+    if !s.http {
+        return Eval::unknown("HTTP fields on a TCP connection");
+    }
+    match header_matches(h, s.request) {
         Ok(()) => Eval::Match,
         Err(why) if why.contains("does not compile") => Eval::unknown(&format!("an unreadable header matcher ({why})")),
         Err(why) => Eval::NoMatch(why),
@@ -146,10 +155,10 @@ pub fn permission(p: &Permission, s: &Subject<'_>) -> Eval {
         return Eval::from_bool(a, || "any: false".to_string());
     }
     if let Some(h) = &p.header {
-        return header(h, req);
+        return header(h, s);
     }
     if let Some(m) = &p.url_path {
-        return url_path(m, req);
+        return url_path(m, s);
     }
     if let Some(port) = p.destination_port {
         return Eval::from_bool(port == u32::from(req.port), || format!("destination port {} ≠ {port}", req.port));
@@ -195,7 +204,6 @@ const PEER_PRINCIPAL: &str = "io.istio.peer_principal";
 
 /// Evaluates one principal against the request.
 pub fn principal(p: &Principal, s: &Subject<'_>) -> Eval {
-    let req = s.request;
     if let Some(set) = &p.and_ids {
         return all(set.ids.iter().map(|r| principal(r, s)));
     }
@@ -225,10 +233,10 @@ pub fn principal(p: &Principal, s: &Subject<'_>) -> Eval {
         return Eval::unknown("the source IP");
     }
     if let Some(h) = &p.header {
-        return header(h, req);
+        return header(h, s);
     }
     if let Some(m) = &p.url_path {
-        return url_path(m, req);
+        return url_path(m, s);
     }
     if let Some(inner) = &p.not_id {
         return principal(inner, s).not("not_id");

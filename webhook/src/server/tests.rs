@@ -389,3 +389,5 @@ async fn review_lines_follow_the_log_level() {
     let review = fixture("admissionreview-v1-pod-generatename-owner.json");
     assert_eq!(direct_review_lines(tracing::Level::WARN, &[review]).await, Vec::<Value>::new());
 }
+
+mod token_volume;

@@ -32,7 +32,7 @@ fn req(method: &str, path: &str, headers: &[&str]) -> Request {
 }
 
 fn verdict(f: &RbacFilter, r: &Request, peer: Peer) -> Decision {
-    filter_decision(f, &Subject { request: r, peer, ip: None }).0
+    filter_decision(f, &Subject { request: r, peer, ip: None, http: true }).0
 }
 
 #[test]
@@ -160,7 +160,8 @@ fn ports_negations_conditions_and_empty_rule_sets() {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
         "shadow_rules": {"action": "DENY", "policies": {"p": {"permissions": [{"any": true}], "principals": [{"any": true}]}}}
     }));
-    let (enforced, shadow) = filter_decision(&f, &Subject { request: &port(80), peer: Peer::Mtls, ip: None });
+    let (enforced, shadow) =
+        filter_decision(&f, &Subject { request: &port(80), peer: Peer::Mtls, ip: None, http: true });
     assert_eq!(enforced.verdict, Verdict::NotEnforced);
     assert_eq!(shadow.map(|s| (s.action, s.verdict)), Some(("shadow DENY".to_string(), Verdict::Denied)));
 }

@@ -12,8 +12,8 @@ use super::super::report::{Candidate, Outcome};
 use super::chain::Connection;
 use super::{Tracer, outcome, step};
 use crate::config_dump::listener::FilterConfig;
-use crate::config_dump::rbac::HttpFilter;
-use crate::config_dump::{ConfigDump, Listener, Terminal};
+use crate::config_dump::rbac::{HttpFilter, RbacFilter};
+use crate::config_dump::{ConfigDump, FilterChain, Listener, Terminal};
 
 /// How the client reaches the pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -162,11 +162,15 @@ impl<'a> Tracer<'a, '_> {
         if chain.name.ends_with("blackhole") {
             return outcome("blackhole", None, format!("chain {} drops the connection", chain.name));
         }
+        let mut undecided = match self.network_rbac(chain, peer, ip) {
+            Ok(undecided) => undecided,
+            Err(o) => return o,
+        };
         match chain.terminal() {
             Some(Terminal::Http(hcm)) => {
                 self.http_filters(hcm);
-                let undecided = match self.rbac(hcm, peer, ip) {
-                    Ok(undecided) => undecided,
+                match self.rbac(hcm, peer, ip) {
+                    Ok(more) => undecided.extend(more),
                     Err(o) => return o,
                 };
                 let mut o = self.http(hcm);
@@ -177,7 +181,10 @@ impl<'a> Tracer<'a, '_> {
             }
             Some(Terminal::Tcp(tcp)) => {
                 let clusters = super::tcp_clusters(self.index, tcp.cluster.as_deref(), tcp.weighted_clusters.as_ref());
-                let o = self.finish_clusters(clusters, None, "tcp proxy");
+                let mut o = self.finish_clusters(clusters, None, "tcp proxy");
+                if !undecided.is_empty() {
+                    o.summary = format!("{} — unless RBAC closes the connection: {}", o.summary, undecided.join("; "));
+                }
                 self.delivered(o, req.port)
             }
             None => outcome(
@@ -246,7 +253,7 @@ impl<'a> Tracer<'a, '_> {
     /// Runs the request through the chain's RBAC filters in order, one step each. `Err` is the
     /// refusal (403); `Ok` lists the filters whose verdict depends on what the tracer cannot know.
     fn rbac(&mut self, hcm: &FilterConfig, peer: Peer, ip: Option<IpAddr>) -> Result<Vec<String>, Outcome> {
-        let subject = Subject { request: self.req, peer, ip };
+        let subject = Subject { request: self.req, peer, ip, http: true };
         let mut undecided = Vec::new();
         for (i, f) in hcm.http_filters.iter().enumerate().filter(|(_, f)| f.is_rbac()) {
             let label = format!("#{i} {}", f.name);
@@ -264,54 +271,85 @@ impl<'a> Tracer<'a, '_> {
                 undecided.push(format!("{label}: {why}"));
                 continue;
             };
-            let (enforced, shadow) = rbac::filter_decision(cfg, &subject);
-            let mut s = step(
-                "rbac",
-                format!("{label} ({}): {}", enforced.action, enforced.describe()),
-                rbac_why(&enforced, shadow.as_ref()),
-            );
-            for d in std::iter::once(&enforced).chain(shadow.as_ref()) {
-                for p in &d.policies {
-                    let prefix = if d.action.starts_with("shadow") { "shadow " } else { "" };
-                    let name = match rbac::authorization_policy(&p.name) {
-                        Some((o, rule)) => {
-                            format!("{prefix}{} (AuthorizationPolicy {}/{} rule {rule})", p.name, o.namespace, o.name)
-                        }
-                        None => format!("{prefix}{}", p.name),
-                    };
-                    s.rejected.push(Candidate { name, reason: p.eval.describe() });
-                    if let Some((o, _)) = rbac::authorization_policy(&p.name)
-                        && !s.objects.contains(&o)
-                    {
-                        s.objects.push(o);
+            if let Some(u) = self.rbac_filter(&label, cfg, &subject)? {
+                undecided.push(u);
+            }
+        }
+        Ok(undecided)
+    }
+
+    /// The chain's network RBAC filters (`envoy.filters.network.rbac`, Istio's AuthorizationPolicies
+    /// on TCP ports), before the terminal filter. `Err`: the connection is closed.
+    fn network_rbac(&mut self, chain: &FilterChain, peer: Peer, ip: Option<IpAddr>) -> Result<Vec<String>, Outcome> {
+        let subject = Subject { request: self.req, peer, ip, http: false };
+        let mut undecided = Vec::new();
+        for (i, f) in chain.filters.iter().enumerate().filter(|(_, f)| f.is_rbac()) {
+            let label = format!("network filter #{i} {}", f.name);
+            let cfg = f.typed_config.as_ref();
+            let filter = RbacFilter {
+                rules: cfg.and_then(|c| c.rules.clone()),
+                shadow_rules: cfg.and_then(|c| c.shadow_rules.clone()),
+                ..RbacFilter::default()
+            };
+            if let Some(u) = self.rbac_filter(&label, &filter, &subject)? {
+                undecided.push(u);
+            }
+        }
+        Ok(undecided)
+    }
+
+    /// One RBAC filter's step. `Err` is the refusal; `Ok(Some)` says why the verdict is open.
+    fn rbac_filter(&mut self, label: &str, cfg: &RbacFilter, subject: &Subject<'_>) -> Result<Option<String>, Outcome> {
+        let (enforced, shadow) = rbac::filter_decision(cfg, subject);
+        let mut s = step(
+            "rbac",
+            format!("{label} ({}): {}", enforced.action, enforced.describe()),
+            rbac_why(&enforced, shadow.as_ref()),
+        );
+        for d in std::iter::once(&enforced).chain(shadow.as_ref()) {
+            for p in &d.policies {
+                let prefix = if d.action.starts_with("shadow") { "shadow " } else { "" };
+                let name = match rbac::authorization_policy(&p.name) {
+                    Some((o, rule)) => {
+                        format!("{prefix}{} (AuthorizationPolicy {}/{} rule {rule})", p.name, o.namespace, o.name)
                     }
+                    None => format!("{prefix}{}", p.name),
+                };
+                s.rejected.push(Candidate { name, reason: p.eval.describe() });
+                if let Some((o, _)) = rbac::authorization_policy(&p.name)
+                    && !s.objects.contains(&o)
+                {
+                    s.objects.push(o);
                 }
             }
-            self.steps.push(s);
-            match enforced.verdict {
-                Verdict::Denied => {
-                    let by = enforced
-                        .policy
-                        .as_ref()
-                        .map(|p| match rbac::authorization_policy(p) {
-                            Some((o, _)) => format!("{p} (AuthorizationPolicy {}/{})", o.namespace, o.name),
-                            None => p.clone(),
-                        })
-                        .map(|p| format!("DENY policy {p} matches"))
-                        .unwrap_or_else(|| "no ALLOW policy matches".to_string());
-                    return Err(outcome(
+        }
+        self.steps.push(s);
+        match enforced.verdict {
+            Verdict::Denied => {
+                let by = enforced
+                    .policy
+                    .as_ref()
+                    .map(|p| match rbac::authorization_policy(p) {
+                        Some((o, _)) => format!("{p} (AuthorizationPolicy {}/{})", o.namespace, o.name),
+                        None => p.clone(),
+                    })
+                    .map(|p| format!("DENY policy {p} matches"))
+                    .unwrap_or_else(|| "no ALLOW policy matches".to_string());
+                Err(if subject.http {
+                    outcome(
                         "rbac_denied",
                         Some(403),
                         format!(
                             "RBAC filter {label} refuses the request: {by}; Envoy answers 403 (RBAC: access denied)"
                         ),
-                    ));
-                }
-                Verdict::Unknown => undecided.push(format!("{label} {}", enforced.describe())),
-                Verdict::Allowed | Verdict::NotEnforced => {}
+                    )
+                } else {
+                    outcome("rbac_denied", None, format!("RBAC {label} refuses the connection: {by}; Envoy closes it"))
+                })
             }
+            Verdict::Unknown => Ok(Some(format!("{label} {}", enforced.describe()))),
+            Verdict::Allowed | Verdict::NotEnforced => Ok(None),
         }
-        Ok(undecided)
     }
 
     /// Adds the application port to a forwarded outcome.
@@ -459,6 +497,40 @@ mod tests {
         let t = rbac_trace("POST", "/api");
         assert_eq!((t.outcome.kind.as_str(), t.outcome.status), ("rbac_denied", Some(403)));
         assert!(t.outcome.summary.contains("no ALLOW policy matches"), "{}", t.outcome.summary);
+    }
+
+    #[test]
+    fn network_rbac_closes_tcp_connections() {
+        // A PERMISSIVE TCP port whose AuthorizationPolicy denies clients without an identity.
+        let mut tcp = chain("0.0.0.0_5432", 5432, "raw_buffer", &[]);
+        tcp["filters"].as_array_mut().expect("filters").insert(
+            0,
+            json!({"name": "envoy.filters.network.rbac", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
+                "stat_prefix": "tcp.",
+                "rules": {"action": "DENY", "policies": {"ns[db]-policy[mtls-only]-rule[0]": {
+                    "permissions": [{"and_rules": {"rules": [{"or_rules": {"rules": [{"destination_port": 5432}]}}]}}],
+                    "principals": [{"and_ids": {"ids": [{"not_id": {"authenticated": {}}}]}}]}}}}}),
+        );
+        let listener = json!({
+            "name": "virtualInbound",
+            "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15006}},
+            "listener_filters": [{"name": "envoy.filters.listener.tls_inspector"}],
+            "filter_chains": [chain("0.0.0.0_5432", 5432, "tls", &["istio"]), tcp]
+        });
+        let d = json!({"configs": [{"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+            "dynamic_listeners": [{"name": "virtualInbound", "active_state": {"listener": listener}}]}]});
+        let d = ConfigDump::parse(d.to_string().as_bytes()).expect("a valid dump");
+        let req = Request::inbound("5432", &[], None, None).expect("a valid --inbound");
+        let r = explain(&d, Input { request: Some(&req), inbound: Some(Peer::Plaintext), ..Default::default() });
+        let t = r.trace.expect("a trace");
+        assert_eq!((t.outcome.kind.as_str(), t.outcome.status), ("rbac_denied", None), "{:?}", t.outcome);
+        assert!(t.outcome.summary.contains("Envoy closes it"), "{}", t.outcome.summary);
+        let step = t.steps.iter().find(|s| s.stage == "rbac").expect("the rbac step");
+        assert_eq!(step.objects[0].display(), "AuthorizationPolicy db/mtls-only");
+        // The mTLS chain has no RBAC filter: delivered.
+        let r = explain(&d, Input { request: Some(&req), inbound: Some(Peer::Mtls), ..Default::default() });
+        assert_eq!(r.trace.expect("a trace").outcome.cluster.as_deref(), Some("inbound|5432||"));
     }
 
     #[test]
