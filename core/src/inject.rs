@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod annotations;
 mod config;
+pub mod istio_config;
 mod merge;
 mod owner;
 mod patch;
@@ -26,7 +27,8 @@ mod token_mounts;
 
 pub use config::{
     CniConfig, ConfigError, DEFAULT_PROXY_IMAGE, DEFAULT_PROXY_INIT_IMAGE, InjectConfig, InjectPolicy, LabelSelector,
-    LabelSelectorRequirement, NativeSidecars, ProxyConfig, ProxyInitConfig, Resources, SelectorOperator, StartupProbe,
+    LabelSelectorRequirement, MeshConfig, NativeSidecars, ProxyConfig, ProxyInitConfig, Resources, SelectorOperator,
+    StartupProbe,
 };
 pub use owner::Workload;
 

@@ -21,6 +21,11 @@ pub struct InjectArgs {
     /// The injector settings (InjectConfig YAML, see docs/inject.md, "InjectConfig"); Istio's defaults without it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Istio's injector configuration instead of --config: a directory with the files `mesh`
+    /// (ConfigMap `istio`), `config` and `values` (ConfigMap `istio-sidecar-injector`); a setting
+    /// mesh cannot honour is an error naming the key (see docs/inject.md, "Istio's configuration").
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub istio_config: Option<PathBuf>,
     /// Whether istio-proxy is a native sidecar; overrides the config's `nativeSidecars`. Offline,
     /// `auto` means enabled (every supported Kubernetes, 1.33 and later, has native sidecars).
     #[arg(long, value_enum, value_name = "MODE")]
@@ -83,14 +88,16 @@ pub enum InjectError {
 
 /// Runs `kubectl mesh inject`.
 pub fn run(args: InjectArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
-    let InjectArgs { filename, config, native_sidecars, output } = args;
-    let mut cfg = match &config {
-        Some(path) => {
+    let InjectArgs { filename, config, istio_config, native_sidecars, output } = args;
+    let mut cfg = match (&config, &istio_config) {
+        (Some(path), _) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read --config {}", path.display()))?;
             InjectConfig::from_yaml(&text).with_context(|| format!("--config {}", path.display()))?
         }
-        None => InjectConfig::default(),
+        (None, Some(dir)) => mesh_core::inject::istio_config::read_dir(dir)
+            .with_context(|| format!("--istio-config {}", dir.display()))?,
+        (None, None) => InjectConfig::default(),
     };
     if let Some(mode) = native_sidecars {
         cfg.native_sidecars = match mode {

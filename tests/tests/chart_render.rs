@@ -37,13 +37,14 @@ struct ValueSet {
 }
 
 /// The value sets with goldens. `tests/run.d/helm.sh` lints the same files.
-const VALUE_SETS: [ValueSet; 6] = [
+const VALUE_SETS: [ValueSet; 7] = [
     ValueSet { name: "default", release: "mesh", values_file: None },
     ValueSet { name: "revision", release: "mesh-canary", values_file: Some("ci/revision-values.yaml") },
     ValueSet { name: "cert-manager", release: "mesh", values_file: Some("ci/cert-manager-values.yaml") },
     ValueSet { name: "existing-secret", release: "mesh", values_file: Some("ci/existing-secret-values.yaml") },
     ValueSet { name: "single-replica", release: "mesh", values_file: Some("ci/single-replica-values.yaml") },
     ValueSet { name: "monitoring", release: "mesh", values_file: Some("ci/monitoring-values.yaml") },
+    ValueSet { name: "istio-config", release: "mesh", values_file: Some("ci/istio-config-values.yaml") },
 ];
 
 fn chart_dir() -> PathBuf {
@@ -530,6 +531,52 @@ fn file_certificate_modes_mount_the_secret_and_skip_self_signing() {
     }
 }
 
+#[test]
+fn istio_config_mounts_istios_configmaps_as_the_istio_config_dir() {
+    let set = VALUE_SETS.iter().find(|s| s.name == "istio-config").unwrap();
+    let docs = documents(&render_set(set).unwrap()).unwrap();
+    let deploy: Deployment = one(&docs, "Deployment").unwrap();
+    let pod = deploy.spec.unwrap().template.spec.unwrap();
+    let c = &pod.containers[0];
+    let args = c.args.clone().unwrap();
+    assert!(args.iter().any(|a| a == "--istio-config=/etc/mesh/istio"), "{args:?}");
+    assert!(
+        !args.iter().any(|a| a.starts_with("--config")),
+        "--config and --istio-config exclude each other: {args:?}"
+    );
+    let mount = c.volume_mounts.as_ref().unwrap().iter().find(|m| m.mount_path == "/etc/mesh/istio").unwrap();
+    let volume = pod.volumes.unwrap().into_iter().find(|v| v.name == mount.name).unwrap();
+    let sources = volume.projected.unwrap().sources.unwrap();
+    let files: Vec<(String, String, String)> = sources
+        .iter()
+        .filter_map(|s| s.config_map.as_ref())
+        .flat_map(|cm| cm.items.iter().flatten().map(|i| (cm.name.clone(), i.key.clone(), i.path.clone())))
+        .collect();
+    let want = |cm: &str, key: &str| (cm.to_string(), key.to_string(), key.to_string());
+    assert_eq!(
+        files,
+        [want("istio", "mesh"), want("istio-sidecar-injector", "config"), want("istio-sidecar-injector", "values")]
+    );
+    // The directory holds exactly the files --istio-config reads.
+    let paths: Vec<&str> = files.iter().map(|(_, _, p)| p.as_str()).collect();
+    assert_eq!(paths, mesh_core::inject::istio_config::FILES);
+    let renamed = documents(
+        &render(
+            "mesh",
+            &[
+                "--set",
+                "istioConfig.fromConfigMaps.enabled=true",
+                "--set",
+                "istioConfig.fromConfigMaps.mesh=istio-canary",
+            ],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let text = serde_json::to_string(&renamed).unwrap();
+    assert!(text.contains("\"istio-canary\""), "the mesh ConfigMap name is a value");
+}
+
 fn rules_of(docs: &[Value], kind: &str) -> Result<Vec<PolicyRule>> {
     let obj = docs.iter().find(|d| d["kind"] == kind).with_context(|| format!("no {kind}"))?;
     Ok(serde_json::from_value(obj["rules"].clone())?)
@@ -1001,7 +1048,13 @@ fn deployment_args_parse_with_the_webhooks_own_flags() {
         assert_eq!(args.listen.port(), mesh_core::ports::WEBHOOK_HTTPS, "{}", set.name);
         assert_eq!(args.health_listen.port(), 15014, "{}", set.name);
         assert_eq!(args.drain_timeout, std::time::Duration::from_secs(20), "{}", set.name);
-        assert_eq!(args.config.as_deref(), Some(Path::new("/etc/mesh/config/config.yaml")), "{}", set.name);
+        if set.name == "istio-config" {
+            assert_eq!(args.config, None, "{}", set.name);
+            assert_eq!(args.istio_config.as_deref(), Some(Path::new("/etc/mesh/istio")), "{}", set.name);
+        } else {
+            assert_eq!(args.config.as_deref(), Some(Path::new("/etc/mesh/config/config.yaml")), "{}", set.name);
+            assert_eq!(args.istio_config, None, "{}", set.name);
+        }
         let self_signed = !matches!(set.name, "cert-manager" | "existing-secret");
         assert_eq!(args.self_signed, self_signed, "{}", set.name);
         assert_eq!(args.tls_cert.is_some(), !self_signed, "{}", set.name);

@@ -113,6 +113,17 @@ fn explain_flag_table_equals_its_parser() {
 }
 
 #[test]
+fn inject_flag_table_equals_its_parser() {
+    let cmd = plugin_subcommand("inject");
+    assert_same(
+        "kubectl mesh inject",
+        "inject.md",
+        documented_flags("inject.md", "## `kubectl mesh inject`"),
+        parser_flags(&cmd),
+    );
+}
+
+#[test]
 fn long_flags_are_read_from_table_cells() {
     assert_eq!(long_flags("`--kubeconfig`, `--context`"), ["--kubeconfig", "--context"]);
     assert_eq!(long_flags("`--wait[=TIMEOUT]`"), ["--wait"]);

@@ -19,6 +19,7 @@ mod init_capture;
 mod init_conformance;
 mod inject_cli;
 mod inject_conformance;
+mod inject_istio_config;
 mod krew_manifest;
 mod plugin_kubectl;
 mod proxy_status_bench;

@@ -45,6 +45,12 @@ pub struct Args {
     #[arg(long, env = "MESH_WEBHOOK_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Istio's injector configuration instead of --config: a directory with the files `mesh`
+    /// (ConfigMap `istio`), `config` and `values` (ConfigMap `istio-sidecar-injector`). Watched and
+    /// reloaded on change; a setting mesh cannot honour is rejected, naming the key.
+    #[arg(long, env = "MESH_WEBHOOK_ISTIO_CONFIG", value_name = "DIR", conflicts_with = "config")]
+    pub istio_config: Option<PathBuf>,
+
     /// Manage a CA and serving certificate in a Secret and patch caBundle into the webhook
     /// configurations (instead of --tls-cert/--tls-key).
     #[arg(long, env = "MESH_WEBHOOK_SELF_SIGNED", value_parser = clap::builder::BoolishValueParser::new())]
@@ -177,5 +183,8 @@ mod tests {
         assert!(Args::try_parse_from(["mesh-webhook", "--worker-threads=2000"]).is_err());
         assert!(Args::try_parse_from(["mesh-webhook", "--max-connections=0"]).is_err());
         assert!(Args::try_parse_from(["mesh-webhook", "--listen=nope"]).is_err());
+        let args = Args::try_parse_from(["mesh-webhook", "--istio-config=/etc/istio"]).unwrap();
+        assert_eq!(args.istio_config, Some(PathBuf::from("/etc/istio")));
+        assert!(Args::try_parse_from(["mesh-webhook", "--istio-config=/a", "--config=/b"]).is_err());
     }
 }

@@ -134,17 +134,17 @@ pub async fn run(args: Args, source: CertSource, review_log: Option<ReviewLog>) 
             .with_review_log(review_log),
     );
 
-    match &args.config {
+    match ConfigSource::of(&args) {
         None => {
             state.set_config(InjectConfig::default());
             state.metrics.config_reload(ReloadResult::Ok);
         }
-        Some(path) => {
-            let mut watch = FileWatch::new(vec![path.clone()]);
+        Some(source) => {
+            let mut watch = FileWatch::new(source.paths());
             if let Some(snapshot) = watch.poll() {
-                apply_config(&state, path, snapshot);
+                apply_config(&state, &source, snapshot);
             }
-            tokio::spawn(watch_config(state.clone(), path.clone(), watch));
+            tokio::spawn(watch_config(state.clone(), source, watch));
         }
     }
 
@@ -227,13 +227,64 @@ async fn shutdown_signal() {
     }
 }
 
-fn apply_config(state: &AppState, path: &std::path::Path, snapshot: crate::reload::Snapshot) {
-    let parsed = snapshot.and_then(|mut files| {
-        let text = String::from_utf8(files.pop().unwrap_or_default())
-            .map_err(|_| format!("{} is not UTF-8", path.display()))?;
-        InjectConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))
-    });
-    match parsed {
+/// Where the InjectConfig comes from: `--config` (InjectConfig YAML) or `--istio-config` (Istio's
+/// ConfigMap keys in a directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// An InjectConfig YAML file.
+    Yaml(PathBuf),
+    /// A directory with Istio's `mesh`, `config` and `values`.
+    Istio(PathBuf),
+}
+
+impl ConfigSource {
+    /// The source the flags name, if any.
+    pub fn of(args: &Args) -> Option<ConfigSource> {
+        match (&args.config, &args.istio_config) {
+            (Some(path), _) => Some(ConfigSource::Yaml(path.clone())),
+            (None, Some(dir)) => Some(ConfigSource::Istio(dir.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The files to watch, read together.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            ConfigSource::Yaml(path) => vec![path.clone()],
+            ConfigSource::Istio(dir) => mesh_core::inject::istio_config::FILES.iter().map(|f| dir.join(f)).collect(),
+        }
+    }
+
+    /// The path for logs.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            ConfigSource::Yaml(p) | ConfigSource::Istio(p) => p,
+        }
+    }
+
+    /// Parses what [`ConfigSource::paths`] read, in that order.
+    pub fn parse(&self, files: Vec<Vec<u8>>) -> Result<InjectConfig, String> {
+        let paths = self.paths();
+        let mut texts = Vec::with_capacity(files.len());
+        for (file, path) in files.into_iter().zip(&paths) {
+            texts.push(String::from_utf8(file).map_err(|_| format!("{} is not UTF-8", path.display()))?);
+        }
+        match (self, texts.as_slice()) {
+            (ConfigSource::Yaml(path), [text]) => {
+                InjectConfig::from_yaml(text).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            (ConfigSource::Istio(dir), [mesh, config, values]) => {
+                mesh_core::inject::istio_config::from_istio(mesh, config, values)
+                    .map_err(|e| format!("{}: {e}", dir.display()))
+            }
+            _ => Err(format!("{}: expected {} files", self.path().display(), paths.len())),
+        }
+    }
+}
+
+fn apply_config(state: &AppState, source: &ConfigSource, snapshot: crate::reload::Snapshot) {
+    let path = source.path();
+    match snapshot.and_then(|files| source.parse(files)) {
         Ok(config) => {
             state.set_config(config);
             state.metrics.config_reload(ReloadResult::Ok);
@@ -246,11 +297,11 @@ fn apply_config(state: &AppState, path: &std::path::Path, snapshot: crate::reloa
     }
 }
 
-async fn watch_config(state: Arc<AppState>, path: PathBuf, mut watch: FileWatch) {
+async fn watch_config(state: Arc<AppState>, source: ConfigSource, mut watch: FileWatch) {
     loop {
         tokio::time::sleep(POLL_INTERVAL).await;
         if let Some(snapshot) = watch.poll() {
-            apply_config(&state, &path, snapshot);
+            apply_config(&state, &source, snapshot);
         }
     }
 }
@@ -337,5 +388,24 @@ mod tests {
         assert_eq!(super::runtime(3).unwrap().metrics().num_workers(), 3);
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         assert_eq!(super::runtime(0).unwrap().metrics().num_workers(), cpus);
+    }
+
+    #[test]
+    fn istio_config_source_reads_three_files_and_names_the_bad_key() {
+        use clap::Parser as _;
+
+        use super::ConfigSource;
+        let args = crate::cli::Args::try_parse_from(["mesh-webhook", "--istio-config", "/etc/istio"]).unwrap();
+        let source = ConfigSource::of(&args).unwrap();
+        let names: Vec<String> = source.paths().iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(names, ["/etc/istio/mesh", "/etc/istio/config", "/etc/istio/values"]);
+        let files = |config: &str| {
+            vec![b"defaultConfig: {concurrency: 2}\n".to_vec(), config.as_bytes().to_vec(), b"{}".to_vec()]
+        };
+        let cfg = source.parse(files("policy: disabled\n")).unwrap();
+        assert_eq!(cfg.policy, mesh_core::inject::InjectPolicy::Disabled);
+        assert_eq!(cfg.mesh_config.default_config.get("concurrency"), Some(&serde_json::json!(2)));
+        let err = source.parse(files("templates:\n  mine: |\n    spec: {}\n")).unwrap_err();
+        assert!(err.contains("/etc/istio") && err.contains("templates.mine"), "{err}");
     }
 }

@@ -55,7 +55,12 @@ pub fn validate(annotations: &Map<String, Value>) -> Result<(), String> {
             names::PROXY_CPU | names::PROXY_MEMORY | names::PROXY_CPU_LIMIT | names::PROXY_MEMORY_LIMIT => {
                 quantity::canonical(value).err()
             }
-            PROXY_CONFIG => proxy_config(value).err(),
+            PROXY_CONFIG => match proxy_config(value) {
+                Ok(pc) => super::config::check_proxy_config(&pc)
+                    .err()
+                    .map(|(field, v, reason)| format!("{field}={v:?}: {reason}")),
+                Err(e) => Some(e),
+            },
             USER_VOLUME | USER_VOLUME_MOUNT => serde_json::from_str::<Map<String, Value>>(value)
                 .err()
                 .map(|e| format!("not a JSON object of name to value: {e}")),

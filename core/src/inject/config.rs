@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::capture::InterceptionMode;
 pub use crate::selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
@@ -93,6 +94,8 @@ pub struct InjectConfig {
     /// Rewrite HTTP, TCP and gRPC probes to the agent (`:15020/app-health/...`).
     #[serde(rename = "rewriteAppHTTPProbe")]
     pub rewrite_app_http_probe: bool,
+    /// Istio's MeshConfig, the part injection reads (`defaultConfig`, the mesh-wide ProxyConfig).
+    pub mesh_config: MeshConfig,
 }
 
 impl Default for InjectConfig {
@@ -134,8 +137,66 @@ impl Default for InjectConfig {
             mount_mtls_certs: false,
             injected_annotations: BTreeMap::new(),
             rewrite_app_http_probe: true,
+            mesh_config: MeshConfig::default(),
         }
     }
+}
+
+/// Istio's MeshConfig (the `mesh` key of the `istio` ConfigMap): the fields injection reads. Other
+/// MeshConfig keys are accepted and ignored, so a mesh config can be pasted as it is.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MeshConfig {
+    /// The mesh-wide ProxyConfig. A pod's `proxy.istio.io/config` is merged over it; the result is
+    /// the pod's `PROXY_CONFIG` and drives the template (`interceptionMode`,
+    /// `holdApplicationUntilProxyStarts`, `proxyMetadata`). Every key is kept, known or not.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub default_config: Map<String, Value>,
+    /// The mesh's trust domain; wins over the top-level `trustDomain` when set (as in Istio).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub trust_domain: String,
+    /// Merge the app's Prometheus annotations; wins over the top-level `enablePrometheusMerge`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_prometheus_merge: Option<bool>,
+    /// The outbound capture port; only Istio's 15001 is supported (0 means 15001).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_listen_port: Option<u16>,
+    /// The inbound capture port; only Istio's 15006 is supported (0 means 15006).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_inbound_listen_port: Option<u16>,
+}
+
+/// Checks the ProxyConfig fields the templates read: `interceptionMode` is `REDIRECT`, `TPROXY` or
+/// `NONE`, `holdApplicationUntilProxyStarts` a boolean and `proxyMetadata` a map of strings. Other
+/// fields are not read, only passed on. The error is `(field, value, reason)`.
+pub fn check_proxy_config(pc: &Map<String, Value>) -> Result<(), (String, String, &'static str)> {
+    let bad = |field: &str, value: &Value, reason: &'static str| {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Err((field.to_owned(), value, reason))
+    };
+    if let Some(v) = pc.get("interceptionMode")
+        && !matches!(v.as_str(), Some("REDIRECT" | "TPROXY" | "NONE"))
+    {
+        return bad("interceptionMode", v, "not an interception mode (REDIRECT, TPROXY or NONE)");
+    }
+    if let Some(v) = pc.get("holdApplicationUntilProxyStarts")
+        && !v.is_boolean()
+    {
+        return bad("holdApplicationUntilProxyStarts", v, "not a boolean");
+    }
+    match pc.get("proxyMetadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(meta)) => {
+            if let Some((k, v)) = meta.iter().find(|(_, v)| !v.is_string()) {
+                return bad(&format!("proxyMetadata.{k}"), v, "not a string");
+            }
+        }
+        Some(v) => return bad("proxyMetadata", v, "not a map of strings"),
+    }
+    Ok(())
 }
 
 /// Whether pods are injected unless they opt out, or only when they opt in.
@@ -343,7 +404,48 @@ impl InjectConfig {
                 sel.validate().map_err(|e| bad(&format!("{key}[{i}]"), &format!("{sel:?}"), e.to_string()))?;
             }
         }
+        let mesh = &self.mesh_config;
+        check_proxy_config(&mesh.default_config).map_err(|(field, value, reason)| {
+            bad(&format!("meshConfig.defaultConfig.{field}"), &value, reason.to_owned())
+        })?;
+        for (key, value, port) in [
+            ("meshConfig.proxyListenPort", mesh.proxy_listen_port, crate::ports::OUTBOUND_CAPTURE),
+            ("meshConfig.proxyInboundListenPort", mesh.proxy_inbound_listen_port, crate::ports::INBOUND_CAPTURE),
+        ] {
+            if let Some(v) = value.filter(|v| *v != 0 && *v != port) {
+                return Err(bad(key, &v.to_string(), format!("only {port} is supported")));
+            }
+        }
         Ok(())
+    }
+
+    /// The ProxyConfig of a pod without `proxy.istio.io/config`: `proxyMetadata` from the config,
+    /// then `meshConfig.defaultConfig` merged over it (its `proxyMetadata` entries win).
+    pub fn default_proxy_config(&self) -> Map<String, Value> {
+        let mut pc = Map::new();
+        if !self.proxy_metadata.is_empty() {
+            pc.insert("proxyMetadata".into(), serde_json::json!(self.proxy_metadata));
+        }
+        if self.mesh_config.default_config.is_empty() {
+            return pc;
+        }
+        let mut merged = Value::Object(pc);
+        super::merge::merge(&mut merged, &Value::Object(self.mesh_config.default_config.clone()));
+        match merged {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    /// The trust domain the templates use: `meshConfig.trustDomain`, else `trustDomain`.
+    pub fn effective_trust_domain(&self) -> &str {
+        if self.mesh_config.trust_domain.is_empty() { &self.trust_domain } else { &self.mesh_config.trust_domain }
+    }
+
+    /// Whether Prometheus annotations are merged: `meshConfig.enablePrometheusMerge`, else
+    /// `enablePrometheusMerge`.
+    pub fn effective_prometheus_merge(&self) -> bool {
+        self.mesh_config.enable_prometheus_merge.unwrap_or(self.enable_prometheus_merge)
     }
 }
 
@@ -408,5 +510,49 @@ mod tests {
         assert!(err.contains("excludeIPRanges") && err.contains("10.0.0.0/99"), "{err}");
         let err = InjectConfig::from_yaml("interceptionMode: SIDEWAYS\n").unwrap_err().to_string();
         assert!(err.contains("SIDEWAYS"), "{err}");
+    }
+
+    #[test]
+    fn mesh_config_keeps_unknown_proxy_config_keys_and_ignores_unknown_mesh_keys() {
+        let cfg = InjectConfig::from_yaml(
+            "meshConfig:\n  rootNamespace: istio-system\n  defaultProviders: {metrics: [prometheus]}\n  \
+             trustDomain: example.org\n  defaultConfig:\n    discoveryAddress: istiod:15012\n    \
+             futureField: {a: 1}\n    interceptionMode: TPROXY\n",
+        )
+        .unwrap();
+        let pc = cfg.default_proxy_config();
+        assert_eq!(pc.get("discoveryAddress"), Some(&Value::from("istiod:15012")));
+        assert_eq!(pc.get("futureField"), Some(&serde_json::json!({"a": 1})));
+        assert_eq!(cfg.effective_trust_domain(), "example.org");
+        assert_eq!(InjectConfig::default().effective_trust_domain(), "cluster.local");
+    }
+
+    #[test]
+    fn default_proxy_config_merges_proxy_metadata() {
+        let cfg = InjectConfig::from_yaml(
+            "proxyMetadata: {A: config, B: config}\nmeshConfig:\n  defaultConfig:\n    proxyMetadata: {B: mesh}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(cfg.default_proxy_config()),
+            serde_json::json!({"proxyMetadata": {"A": "config", "B": "mesh"}})
+        );
+        assert!(InjectConfig::default().default_proxy_config().is_empty());
+    }
+
+    #[test]
+    fn bad_mesh_config_values_are_named() {
+        let err = InjectConfig::from_yaml("meshConfig:\n  defaultConfig:\n    interceptionMode: SIDEWAYS\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("meshConfig.defaultConfig.interceptionMode") && err.contains("SIDEWAYS"), "{err}");
+        let err =
+            InjectConfig::from_yaml("meshConfig:\n  defaultConfig:\n    holdApplicationUntilProxyStarts: yes please\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("holdApplicationUntilProxyStarts"), "{err}");
+        let err = InjectConfig::from_yaml("meshConfig:\n  proxyListenPort: 15002\n").unwrap_err().to_string();
+        assert!(err.contains("meshConfig.proxyListenPort") && err.contains("15002"), "{err}");
+        assert!(InjectConfig::from_yaml("meshConfig:\n  proxyListenPort: 15001\n").is_ok());
     }
 }

@@ -359,8 +359,8 @@ impl Output {
         let mut sidecar_env: Vec<Value> = Vec::new();
         let annotations = &mut self.annotations;
         let merge_metrics = match annotations.get(names::ENABLE_METRICS_MERGE).and_then(Value::as_str) {
-            Some(v) => parse_bool(v).unwrap_or(cfg.enable_prometheus_merge),
-            None => cfg.enable_prometheus_merge,
+            Some(v) => parse_bool(v).unwrap_or(cfg.effective_prometheus_merge()),
+            None => cfg.effective_prometheus_merge(),
         };
         if merge_metrics
             && prometheus::scrape(annotations)

@@ -175,13 +175,9 @@ impl Prebuilt {
     }
 }
 
-/// The ProxyConfig of a pod without `proxy.istio.io/config`: the config's proxy metadata.
+/// The ProxyConfig of a pod without `proxy.istio.io/config` ([`InjectConfig::default_proxy_config`]).
 pub fn default_proxy_config(cfg: &InjectConfig) -> Map<String, Value> {
-    let mut proxy_config = Map::new();
-    if !cfg.proxy_metadata.is_empty() {
-        proxy_config.insert("proxyMetadata".into(), json!(cfg.proxy_metadata));
-    }
-    proxy_config
+    cfg.default_proxy_config()
 }
 
 /// What the template adds to a pod.

@@ -717,3 +717,117 @@ const TEMPLATE_VALUES: [&str; 19] = [
     "proxyMetadata: {ISTIO_META_DNS_CAPTURE: \"false\"}\ninterceptionMode: TPROXY",
     "{\"extra\": {\"mountPath\": \"/x\", \"secret\": {\"secretName\": \"s\"}}}",
 ];
+
+fn with_default_config(default_config: Value) -> InjectConfig {
+    let Value::Object(default_config) = default_config else { panic!("not an object") };
+    let mesh_config = MeshConfig { default_config, ..MeshConfig::default() };
+    InjectConfig { mesh_config, ..InjectConfig::default() }
+}
+
+fn proxy_config_of(pod: &Value) -> Value {
+    serde_json::from_str(env(pod, "PROXY_CONFIG").expect("PROXY_CONFIG")).expect("PROXY_CONFIG is JSON")
+}
+
+fn init_arg_after<'a>(pod: &'a Value, flag: &str) -> Option<&'a str> {
+    let init = pod["spec"]["initContainers"].as_array()?.iter().find(|c| name_of(c) == "istio-init")?;
+    let args = init["args"].as_array()?;
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1)?.as_str()
+}
+
+#[test]
+fn mesh_default_config_interception_mode_drives_the_template() {
+    // Istio's own test: defaultConfig.interceptionMode TPROXY gives PROXY_CONFIG, init args and env.
+    let out = injected(&hello(), &with_default_config(json!({"interceptionMode": "TPROXY"})));
+    assert_eq!(proxy_config_of(&out), json!({"interceptionMode": "TPROXY"}));
+    assert_eq!(init_arg_after(&out, "-m"), Some("TPROXY"));
+    assert_eq!(env(&out, "ISTIO_META_INTERCEPTION_MODE"), Some("TPROXY"));
+    // The pod's annotation wins over the mesh default.
+    let mut pod = hello();
+    pod["metadata"]["annotations"] = json!({"proxy.istio.io/config": "interceptionMode: REDIRECT"});
+    let out = injected(&pod, &with_default_config(json!({"interceptionMode": "TPROXY"})));
+    assert_eq!(proxy_config_of(&out), json!({"interceptionMode": "REDIRECT"}));
+    assert_eq!(init_arg_after(&out, "-m"), Some("REDIRECT"));
+}
+
+#[test]
+fn mesh_default_config_is_overlaid_by_the_annotation() {
+    let cfg = InjectConfig {
+        proxy_metadata: std::collections::BTreeMap::from([("FROM_CONFIG".to_owned(), "c".to_owned())]),
+        ..with_default_config(json!({
+            "discoveryAddress": "istiod.istio-system.svc:15012",
+            "concurrency": 2,
+            "someFutureField": {"kept": true},
+            "proxyMetadata": {"FROM_MESH": "m", "SHARED": "mesh"},
+        }))
+    };
+    let mut pod = hello();
+    pod["metadata"]["annotations"] =
+        json!({"proxy.istio.io/config": "concurrency: 4\nproxyMetadata:\n  SHARED: pod\n  FROM_POD: p\n"});
+    let out = injected(&pod, &cfg);
+    assert_eq!(
+        proxy_config_of(&out),
+        json!({
+            "proxyMetadata": {"FROM_CONFIG": "c", "FROM_MESH": "m", "SHARED": "pod", "FROM_POD": "p"},
+            "discoveryAddress": "istiod.istio-system.svc:15012",
+            "concurrency": 4,
+            "someFutureField": {"kept": true},
+        })
+    );
+    for (name, value) in [("FROM_CONFIG", "c"), ("FROM_MESH", "m"), ("SHARED", "pod"), ("FROM_POD", "p")] {
+        assert_eq!(env(&out, name), Some(value), "{name}");
+    }
+    // A pod without the annotation gets the mesh default as it is (and the Injector agrees).
+    let plain = injected(&hello(), &cfg);
+    assert_eq!(proxy_config_of(&plain)["concurrency"], 2);
+    assert_eq!(env(&plain, "SHARED"), Some("mesh"));
+    let injector = Injector::new(cfg.clone());
+    assert_eq!(injector.inject(&hello(), &req()), inject(&hello(), &req(), &cfg));
+    assert_eq!(injector.inject(&pod, &req()), inject(&pod, &req(), &cfg));
+}
+
+#[test]
+fn mesh_default_config_hold_puts_the_proxy_first() {
+    let cfg = InjectConfig {
+        native_sidecars: NativeSidecars::Disabled,
+        ..with_default_config(json!({"holdApplicationUntilProxyStarts": true}))
+    };
+    let out = injected(&hello(), &cfg);
+    assert_eq!(names_at(&out, "containers"), ["istio-proxy", "hello"]);
+    assert_eq!(proxy_config_of(&out), json!({"holdApplicationUntilProxyStarts": true}));
+    // The annotation can turn it off again.
+    let mut pod = hello();
+    pod["metadata"]["annotations"] = json!({"proxy.istio.io/config": "holdApplicationUntilProxyStarts: false"});
+    let out = injected(&pod, &cfg);
+    assert_eq!(names_at(&out, "containers"), ["hello", "istio-proxy"]);
+}
+
+#[test]
+fn bad_proxy_config_fields_are_named() {
+    let mut pod = hello();
+    pod["metadata"]["annotations"] = json!({"proxy.istio.io/config": "interceptionMode: SIDEWAYS"});
+    let Decision::Deny(message) = inject(&pod, &req(), &InjectConfig::default()) else { panic!("not denied") };
+    assert!(message.contains("proxy.istio.io/config") && message.contains("SIDEWAYS"), "{message}");
+    pod["metadata"]["annotations"] = json!({"proxy.istio.io/config": "proxyMetadata: {A: [1]}"});
+    let Decision::Deny(message) = inject(&pod, &req(), &InjectConfig::default()) else { panic!("not denied") };
+    assert!(message.contains("proxyMetadata.A"), "{message}");
+}
+
+#[test]
+fn mesh_config_trust_domain_and_prometheus_merge_win() {
+    let cfg = InjectConfig {
+        mesh_config: MeshConfig {
+            trust_domain: "example.org".into(),
+            enable_prometheus_merge: Some(false),
+            ..MeshConfig::default()
+        },
+        ..InjectConfig::default()
+    };
+    let mut pod = hello();
+    pod["metadata"]["annotations"] = json!({"prometheus.io/scrape": "true", "prometheus.io/port": "9090"});
+    let out = injected(&pod, &cfg);
+    assert_eq!(env(&out, "TRUST_DOMAIN"), Some("example.org"));
+    assert_eq!(env(&out, "ISTIO_META_MESH_ID"), Some("example.org"));
+    assert_eq!(out["metadata"]["annotations"]["prometheus.io/port"], "9090");
+    assert_eq!(env(&out, "ISTIO_PROMETHEUS_ANNOTATIONS"), None);
+}

@@ -195,13 +195,14 @@ impl Context<'_> {
     pub(super) fn push_mesh_env(&self, env: &mut Vec<Value>) {
         let cfg = self.cfg;
         let value = |name: &str, v: &str| json!({"name": name, "value": v});
+        let trust_domain = cfg.effective_trust_domain();
         if !cfg.mesh_id.is_empty() {
             env.push(value("ISTIO_META_MESH_ID", &cfg.mesh_id));
-        } else if !cfg.trust_domain.is_empty() {
-            env.push(value("ISTIO_META_MESH_ID", &cfg.trust_domain));
+        } else if !trust_domain.is_empty() {
+            env.push(value("ISTIO_META_MESH_ID", trust_domain));
         }
-        if !cfg.trust_domain.is_empty() {
-            env.push(value("TRUST_DOMAIN", &cfg.trust_domain));
+        if !trust_domain.is_empty() {
+            env.push(value("TRUST_DOMAIN", trust_domain));
         }
     }
 
