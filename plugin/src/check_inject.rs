@@ -48,7 +48,7 @@ pub struct CheckInjectArgs {
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
-    /// The webhook table and the verdict line.
+    /// A table (check-inject: the webhook table and the verdict line).
     Table,
     /// The report as JSON.
     Json,
@@ -212,6 +212,20 @@ pub fn served_config(objects: &[Value], webhook: &Value) -> Option<(String, Stri
         }
     }
     None
+}
+
+/// The config mesh webhook `w` of configuration `mwc` serves, from `objects` ([`served_config`]);
+/// `place` says where they came from (`in the webhooks file`) for the error when it is not there.
+pub fn webhook_config(objects: &[Value], mwc: &Value, w: &Value, place: &str) -> anyhow::Result<InjectConfig> {
+    let Some((source, text_cfg)) = served_config(objects, w) else {
+        bail!(
+            "webhook {}/{}: the config it serves was not found (no Service, Deployment with --config and ConfigMap \
+             for it {place}): give --config FILE",
+            text(mwc, "/metadata/name"),
+            text(w, "/name")
+        );
+    };
+    InjectConfig::from_yaml(&text_cfg).with_context(|| format!("config in ConfigMap {source}"))
 }
 
 /// Why the injector skips a pod, in words, with what would change it.
@@ -531,18 +545,10 @@ pub fn check_offline(
     let mwcs: Vec<Value> =
         cluster.iter().filter(|o| text(o, "/kind") == "MutatingWebhookConfiguration").cloned().collect();
     let config_for = |mwc: &Value, w: &Value| -> anyhow::Result<InjectConfig> {
-        if let Some(cfg) = config {
-            return Ok(cfg.clone());
+        match config {
+            Some(cfg) => Ok(cfg.clone()),
+            None => webhook_config(cluster, mwc, w, "in the webhooks file"),
         }
-        let Some((source, text_cfg)) = served_config(cluster, w) else {
-            bail!(
-                "webhook {}/{}: the config it serves was not found (no Service, Deployment with --config and ConfigMap \
-                 for it in the webhooks file): give --config FILE",
-                text(mwc, "/metadata/name"),
-                text(w, "/name")
-            );
-        };
-        InjectConfig::from_yaml(&text_cfg).with_context(|| format!("config in ConfigMap {source}"))
     };
     let mut all = manifest.to_vec();
     all.extend_from_slice(cluster);
@@ -558,4 +564,4 @@ pub fn check_offline(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -28,6 +28,8 @@ pub enum Command {
     Inject(crate::inject::InjectArgs),
     /// Why a pod is (or is not) injected, and by which webhook.
     CheckInject(Box<crate::check_inject::CheckInjectArgs>),
+    /// The injectors serving each namespace, and the pods whose sidecar is outdated or missing.
+    Injector(crate::injector::InjectorArgs),
 }
 
 /// Runs a parsed command line, writing its output to `out`; returns the exit code.
@@ -41,6 +43,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
         Command::CheckInject(args) => crate::check_inject::run(*args, out),
         Command::ProxyStatus(args) => runtime()?.block_on(crate::proxy_status::run(*args, out)),
         Command::Explain(args) => runtime()?.block_on(crate::explain::command::run(*args, out)),
+        Command::Injector(args) => runtime()?.block_on(crate::injector::run(args, out)),
     }
 }
 
