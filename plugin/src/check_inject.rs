@@ -22,27 +22,37 @@ use crate::exit::{OK as EXIT_OK, PROBLEM as EXIT_PROBLEM};
 
 /// `kubectl mesh check-inject`.
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["target", "file", "selector"])))]
 #[command(after_help = "Exit codes: 0 the pod will be (or is) injected by exactly one injector; 2 not injected, \
 denied, or selected by several injectors; 1 the command failed.\n\nExamples:\n  \
+kubectl mesh check-inject deployment/reviews -n shop\n  \
+kubectl mesh check-inject pod/reviews-5d8f-x2x7q -n shop\n  \
+kubectl mesh check-inject -n shop -l app=reviews,version=v2\n  \
 kubectl mesh check-inject -f deployment.yaml --webhooks <(helm template mesh charts/mesh -n mesh-system)\n  \
 kubectl mesh check-inject -f pod.yaml --webhooks webhooks.yaml --config config.yaml -o json")]
 pub struct CheckInjectArgs {
-    /// The manifest to check (Pod, Deployment, StatefulSet, DaemonSet, Job, ReplicaSet, CronJob).
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    pub file: PathBuf,
-    /// MutatingWebhookConfigurations (e.g. `helm template` output; other kinds serve as the webhook's
-    /// Service, Deployment and ConfigMap, Namespaces give namespace labels).
-    #[arg(long, value_name = "FILE")]
-    pub webhooks: PathBuf,
+    /// The object in the cluster: `pod/NAME`, `deployment/NAME`, `statefulset/NAME`, `daemonset/NAME` or `job/NAME`.
+    #[arg(value_name = "KIND/NAME")]
+    pub target: Option<String>,
+    /// A pod that does not exist yet, by its labels (`app=foo,version=v1`), in the cluster.
+    #[arg(short = 'l', long, value_name = "LABELS", conflicts_with = "target")]
+    pub selector: Option<String>,
+    /// Offline: the manifest to check (Pod, Deployment, StatefulSet, DaemonSet, Job, ReplicaSet, CronJob).
+    #[arg(short = 'f', long = "filename", value_name = "FILE", requires = "webhooks", conflicts_with_all = ["target", "selector"])]
+    pub file: Option<PathBuf>,
+    /// Offline: MutatingWebhookConfigurations (e.g. `helm template` output; other kinds serve as the
+    /// webhook's Service, Deployment and ConfigMap, Namespaces give namespace labels).
+    #[arg(long, value_name = "FILE", requires = "file", conflicts_with_all = ["target", "selector"])]
+    pub webhooks: Option<PathBuf>,
     /// The injector config to use for every mesh webhook (default: the one each webhook serves).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The namespace of objects without one (default: `default`).
-    #[arg(short, long)]
-    pub namespace: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// kubectl's cluster flags (offline only `-n`: the namespace of objects without one, default `default`).
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 /// Output formats.
@@ -521,16 +531,17 @@ pub fn namespace_labels(objects: &[Value], namespace: &str) -> Map<String, Value
 
 /// The offline check: manifests and webhooks from files.
 pub fn run(args: CheckInjectArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
-    let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
-    let manifest = crate::inject::parse_documents(&read(&args.file)?)
-        .with_context(|| format!("parsing {}", args.file.display()))?;
-    let cluster = crate::inject::parse_documents(&read(&args.webhooks)?)
-        .with_context(|| format!("parsing {}", args.webhooks.display()))?;
-    let fixed = match &args.config {
-        Some(p) => Some(InjectConfig::from_yaml(&read(p)?).with_context(|| format!("reading {}", p.display()))?),
-        None => None,
+    let (Some(file), Some(webhooks)) = (&args.file, &args.webhooks) else {
+        bail!("the offline check needs -f FILE and --webhooks FILE");
     };
-    let report = check_offline(&manifest, &cluster, fixed.as_ref(), args.namespace.as_deref().unwrap_or("default"))?;
+    let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let manifest =
+        crate::inject::parse_documents(&read(file)?).with_context(|| format!("parsing {}", file.display()))?;
+    let cluster =
+        crate::inject::parse_documents(&read(webhooks)?).with_context(|| format!("parsing {}", webhooks.display()))?;
+    let fixed = crate::injector::read_config(args.config.as_ref())?;
+    let default_ns = args.cluster.namespace.as_deref().unwrap_or("default");
+    let report = check_offline(&manifest, &cluster, fixed.as_ref(), default_ns)?;
     out.write_all(render(&report, args.output)?.as_bytes())?;
     Ok(report.iter().map(Report::exit_code).max().unwrap_or(EXIT_OK))
 }
@@ -563,5 +574,6 @@ pub fn check_offline(
     Ok(reports)
 }
 
+pub mod live;
 #[cfg(test)]
 pub(crate) mod tests;
