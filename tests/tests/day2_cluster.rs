@@ -204,6 +204,7 @@ fn injector_list_counts_every_namespace() -> Result<()> {
 
     let out = c.run(&["injector", "list", "-A", "--show-pods"])?;
     let t = text(&out);
+    println!("$ kubectl mesh injector list -A --show-pods\n{t}");
     for pod in ["ratings-6b9c-0", "ratings-6b9c-1"] {
         let line = t.lines().find(|l| l.contains(pod)).unwrap_or_else(|| panic!("no {pod}:\n{t}"));
         assert!(
@@ -245,6 +246,7 @@ fn check_inject_live_verdicts() -> Result<()> {
 
     let out = c.run(&["check-inject", "pod/orders-6b9c-0", "-n", "late"])?;
     let t = text(&out);
+    println!("$ kubectl mesh check-inject pod/orders-6b9c-0 -n late\n{t}");
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(t.contains("pod: not injected; restart its owner"), "{t}");
 
@@ -288,6 +290,7 @@ fn forbidden_reads_name_the_rbac_rule() -> Result<()> {
     for args in [&["check-inject", "deployment/reviews", "-n", "shop"][..], &["injector", "list", "-A"]] {
         let out = c.run(args)?;
         let t = text(&out);
+        println!("$ kubectl mesh {}\n{t}", args.join(" "));
         assert_eq!(out.status.code(), Some(1), "{args:?}: {t}");
         assert!(
             t.contains("missing RBAC permission: grant it with a ClusterRole with the rule {apiGroups: [\"admissionregistration.k8s.io\"], resources: [\"mutatingwebhookconfigurations\"], verbs: [\"list\"]}"),
