@@ -131,7 +131,15 @@ fn main() -> anyhow::Result<()> {
     let mut runs = Vec::new();
     for _ in 0..args.rounds {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let argv = ["kubectl-mesh", "injector", "list", "-A", "--kubeconfig", kubeconfig.to_str().context("path")?];
+        let argv = [
+            "kubectl-mesh",
+            "injector",
+            "list",
+            "-A",
+            "--request-timeout=0",
+            "--kubeconfig",
+            kubeconfig.to_str().context("path")?,
+        ];
         let start = Instant::now();
         let code = kubectl_mesh::main_with(argv.map(Into::into), &mut out, &mut err);
         runs.push(start.elapsed());
