@@ -8,6 +8,7 @@
 
 pub mod capture;
 pub mod documents;
+pub mod drift;
 pub mod duration;
 pub mod inject;
 pub mod names;

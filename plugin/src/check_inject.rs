@@ -22,33 +22,43 @@ use crate::exit::{OK as EXIT_OK, PROBLEM as EXIT_PROBLEM};
 
 /// `kubectl mesh check-inject`.
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["target", "file", "selector"])))]
 #[command(after_help = "Exit codes: 0 the pod will be (or is) injected by exactly one injector; 2 not injected, \
 denied, or selected by several injectors; 1 the command failed.\n\nExamples:\n  \
+kubectl mesh check-inject deployment/reviews -n shop\n  \
+kubectl mesh check-inject pod/reviews-5d8f-x2x7q -n shop\n  \
+kubectl mesh check-inject -n shop -l app=reviews,version=v2\n  \
 kubectl mesh check-inject -f deployment.yaml --webhooks <(helm template mesh charts/mesh -n mesh-system)\n  \
 kubectl mesh check-inject -f pod.yaml --webhooks webhooks.yaml --config config.yaml -o json")]
 pub struct CheckInjectArgs {
-    /// The manifest to check (Pod, Deployment, StatefulSet, DaemonSet, Job, ReplicaSet, CronJob).
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    pub file: PathBuf,
-    /// MutatingWebhookConfigurations (e.g. `helm template` output; other kinds serve as the webhook's
-    /// Service, Deployment and ConfigMap, Namespaces give namespace labels).
-    #[arg(long, value_name = "FILE")]
-    pub webhooks: PathBuf,
+    /// The object in the cluster: `pod/NAME`, `deployment/NAME`, `statefulset/NAME`, `daemonset/NAME` or `job/NAME`.
+    #[arg(value_name = "KIND/NAME")]
+    pub target: Option<String>,
+    /// A pod that does not exist yet, by its labels (`app=foo,version=v1`), in the cluster.
+    #[arg(short = 'l', long, value_name = "LABELS", conflicts_with = "target")]
+    pub selector: Option<String>,
+    /// Offline: the manifest to check (Pod, Deployment, StatefulSet, DaemonSet, Job, ReplicaSet, CronJob).
+    #[arg(short = 'f', long = "filename", value_name = "FILE", requires = "webhooks", conflicts_with_all = ["target", "selector"])]
+    pub file: Option<PathBuf>,
+    /// Offline: MutatingWebhookConfigurations (e.g. `helm template` output; other kinds serve as the
+    /// webhook's Service, Deployment and ConfigMap, Namespaces give namespace labels).
+    #[arg(long, value_name = "FILE", requires = "file", conflicts_with_all = ["target", "selector"])]
+    pub webhooks: Option<PathBuf>,
     /// The injector config to use for every mesh webhook (default: the one each webhook serves).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The namespace of objects without one (default: `default`).
-    #[arg(short, long)]
-    pub namespace: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// kubectl's cluster flags (offline only `-n`: the namespace of objects without one, default `default`).
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
-    /// The webhook table and the verdict line.
+    /// A table (check-inject: the webhook table and the verdict line).
     Table,
     /// The report as JSON.
     Json,
@@ -212,6 +222,20 @@ pub fn served_config(objects: &[Value], webhook: &Value) -> Option<(String, Stri
         }
     }
     None
+}
+
+/// The config mesh webhook `w` of configuration `mwc` serves, from `objects` ([`served_config`]);
+/// `place` says where they came from (`in the webhooks file`) for the error when it is not there.
+pub fn webhook_config(objects: &[Value], mwc: &Value, w: &Value, place: &str) -> anyhow::Result<InjectConfig> {
+    let Some((source, text_cfg)) = served_config(objects, w) else {
+        bail!(
+            "webhook {}/{}: the config it serves was not found (no Service, Deployment with --config and ConfigMap \
+             for it {place}): give --config FILE",
+            text(mwc, "/metadata/name"),
+            text(w, "/name")
+        );
+    };
+    InjectConfig::from_yaml(&text_cfg).with_context(|| format!("config in ConfigMap {source}"))
 }
 
 /// Why the injector skips a pod, in words, with what would change it.
@@ -508,16 +532,17 @@ pub fn namespace_labels(objects: &[Value], namespace: &str) -> Map<String, Value
 
 /// The offline check: manifests and webhooks from files.
 pub fn run(args: CheckInjectArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
-    let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
-    let manifest = crate::inject::parse_documents(&read(&args.file)?)
-        .with_context(|| format!("parsing {}", args.file.display()))?;
-    let cluster = crate::inject::parse_documents(&read(&args.webhooks)?)
-        .with_context(|| format!("parsing {}", args.webhooks.display()))?;
-    let fixed = match &args.config {
-        Some(p) => Some(InjectConfig::from_yaml(&read(p)?).with_context(|| format!("reading {}", p.display()))?),
-        None => None,
+    let (Some(file), Some(webhooks)) = (&args.file, &args.webhooks) else {
+        bail!("the offline check needs -f FILE and --webhooks FILE");
     };
-    let report = check_offline(&manifest, &cluster, fixed.as_ref(), args.namespace.as_deref().unwrap_or("default"))?;
+    let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let manifest =
+        crate::inject::parse_documents(&read(file)?).with_context(|| format!("parsing {}", file.display()))?;
+    let cluster =
+        crate::inject::parse_documents(&read(webhooks)?).with_context(|| format!("parsing {}", webhooks.display()))?;
+    let fixed = crate::injector::read_config(args.config.as_ref())?;
+    let default_ns = args.cluster.namespace.as_deref().unwrap_or("default");
+    let report = check_offline(&manifest, &cluster, fixed.as_ref(), default_ns)?;
     out.write_all(render(&report, args.output)?.as_bytes())?;
     Ok(report.iter().map(Report::exit_code).max().unwrap_or(EXIT_OK))
 }
@@ -532,18 +557,10 @@ pub fn check_offline(
     let mwcs: Vec<Value> =
         cluster.iter().filter(|o| text(o, "/kind") == "MutatingWebhookConfiguration").cloned().collect();
     let config_for = |mwc: &Value, w: &Value| -> anyhow::Result<InjectConfig> {
-        if let Some(cfg) = config {
-            return Ok(cfg.clone());
+        match config {
+            Some(cfg) => Ok(cfg.clone()),
+            None => webhook_config(cluster, mwc, w, "in the webhooks file"),
         }
-        let Some((source, text_cfg)) = served_config(cluster, w) else {
-            bail!(
-                "webhook {}/{}: the config it serves was not found (no Service, Deployment with --config and ConfigMap \
-                 for it in the webhooks file): give --config FILE",
-                text(mwc, "/metadata/name"),
-                text(w, "/name")
-            );
-        };
-        InjectConfig::from_yaml(&text_cfg).with_context(|| format!("config in ConfigMap {source}"))
     };
     let mut all = manifest.to_vec();
     all.extend_from_slice(cluster);
@@ -558,5 +575,6 @@ pub fn check_offline(
     Ok(reports)
 }
 
+pub mod live;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

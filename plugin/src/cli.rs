@@ -30,6 +30,8 @@ pub enum Command {
     CheckInject(Box<crate::check_inject::CheckInjectArgs>),
     /// Print a shell completion script for kubectl-mesh (bash, zsh, fish, powershell).
     Completion(crate::completion::CompletionArgs),
+    /// The injectors serving each namespace, and the pods whose sidecar is outdated or missing.
+    Injector(crate::injector::InjectorArgs),
 }
 
 /// Runs a parsed command line, writing its output to `out`; returns the exit code.
@@ -44,9 +46,11 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Inject(args) => crate::inject::run(args, out),
-        Command::CheckInject(args) => crate::check_inject::run(*args, out),
+        Command::CheckInject(args) if args.file.is_some() => crate::check_inject::run(*args, out),
+        Command::CheckInject(args) => runtime()?.block_on(crate::check_inject::live::run(*args, out)),
         Command::ProxyStatus(args) => runtime()?.block_on(crate::proxy_status::run(*args, out)),
         Command::Explain(args) => runtime()?.block_on(crate::explain::command::run(*args, out)),
+        Command::Injector(args) => runtime()?.block_on(crate::injector::run(args, out)),
     }
 }
 
@@ -109,11 +113,17 @@ mod tests {
             "--as=alice",
             "--as-group=g",
         ];
-        for command in [&["proxy-status"][..], &["explain", "pod/foo"]] {
+        for command in
+            [&["proxy-status"][..], &["explain", "pod/foo"], &["check-inject", "pod/foo"], &["injector", "list"]]
+        {
             let args: Vec<&str> = command.iter().chain(flags.iter()).copied().collect();
             let cluster = match parse(&args).unwrap_or_else(|e| panic!("{args:?}: {e}")).command {
                 Command::ProxyStatus(a) => a.cluster,
                 Command::Explain(a) => a.cluster,
+                Command::CheckInject(a) => a.cluster,
+                Command::Injector(crate::injector::InjectorArgs {
+                    command: crate::injector::InjectorCommand::List(a),
+                }) => a.cluster,
                 other => panic!("{other:?}"),
             };
             assert_eq!(cluster.context.as_deref(), Some("c"));
@@ -143,6 +153,17 @@ mod tests {
         };
         assert_eq!(a.wait, Some(std::time::Duration::from_secs(120)));
         assert_eq!(a.admin_via, crate::cluster::AdminVia::Proxy);
+    }
+
+    #[test]
+    fn check_inject_takes_one_of_target_labels_or_file() {
+        assert!(parse(&["check-inject"]).is_err());
+        assert!(parse(&["check-inject", "pod/x", "-l", "a=b"]).is_err());
+        assert!(parse(&["check-inject", "-f", "x.yaml"]).is_err(), "-f needs --webhooks");
+        assert!(parse(&["check-inject", "pod/x", "--webhooks", "w.yaml"]).is_err());
+        assert!(parse(&["check-inject", "-f", "x.yaml", "--webhooks", "w.yaml", "-n", "shop"]).is_ok());
+        assert!(parse(&["check-inject", "-n", "shop", "-l", "app=foo"]).is_ok());
+        assert!(parse(&["injector", "list", "-A", "-n", "x"]).is_err());
     }
 
     #[test]

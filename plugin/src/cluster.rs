@@ -4,6 +4,7 @@
 //! one way to read a sidecar's Envoy admin API ([`AdminVia`], [`Cluster::admin_get`]).
 
 pub mod error;
+pub mod objects;
 
 use std::path::PathBuf;
 use std::time::Duration;

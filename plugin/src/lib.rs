@@ -11,6 +11,7 @@ pub mod config_dump;
 pub mod exit;
 pub mod explain;
 pub mod inject;
+pub mod injector;
 pub mod proxy_status;
 pub mod schema;
 

@@ -124,6 +124,28 @@ fn inject_flag_table_equals_its_parser() {
 }
 
 #[test]
+fn check_inject_and_injector_list_flag_tables_equal_their_parsers() {
+    let cluster = documented_flags("proxy-status.md", "## Cluster flags");
+    let with_cluster =
+        |heading: &str| -> BTreeSet<String> { documented_flags("day2.md", heading).union(&cluster).cloned().collect() };
+    let cmd = plugin_subcommand("check-inject");
+    assert_same(
+        "kubectl mesh check-inject",
+        "day2.md",
+        with_cluster("## `kubectl mesh check-inject`"),
+        parser_flags(&cmd),
+    );
+    let injector = plugin_subcommand("injector");
+    let list = injector.find_subcommand("list").expect("kubectl mesh injector list");
+    assert_same(
+        "kubectl mesh injector list",
+        "day2.md",
+        with_cluster("## `kubectl mesh injector list`"),
+        parser_flags(list),
+    );
+}
+
+#[test]
 fn long_flags_are_read_from_table_cells() {
     assert_eq!(long_flags("`--kubeconfig`, `--context`"), ["--kubeconfig", "--context"]);
     assert_eq!(long_flags("`--wait[=TIMEOUT]`"), ["--wait"]);

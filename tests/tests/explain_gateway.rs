@@ -1029,7 +1029,8 @@ async fn pod_mode_names_the_egress_gateway_pod_to_continue_on() {
     api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "istio-egressgateway", "namespace": "istio-system"},
         "spec": {"selector": {"istio": "egressgateway"}, "clusterIP": "10.96.0.11", "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}}))
     .unwrap();
-    api.put(slice("istio-system", "istio-egressgateway", "http2", 8080, "10.244.0.8", "istio-egressgateway-5c4f-xyz")).unwrap();
+    api.put(slice("istio-system", "istio-egressgateway", "http2", 8080, "10.244.0.8", "istio-egressgateway-5c4f-xyz"))
+        .unwrap();
     api.map_pod_port("default", "sleep-7b9f-abc", 15000, admin_addr);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

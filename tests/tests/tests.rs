@@ -5,6 +5,7 @@ mod apiserver_kubectl;
 mod apiserver_wire;
 mod chart_e2e;
 mod chart_render;
+mod day2_cluster;
 mod docs_flags;
 mod envoy_static;
 mod explain_differential;

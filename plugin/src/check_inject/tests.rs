@@ -2,7 +2,7 @@ use super::*;
 
 /// One mesh release as the chart renders it: the two webhooks (namespace and object form) of a
 /// revision, the webhook's Service and Deployment, and its ConfigMap.
-fn release(instance: &str, rev: &str, config: &str) -> Vec<Value> {
+pub(crate) fn release(instance: &str, rev: &str, config: &str) -> Vec<Value> {
     let ns_forms = if rev == "default" {
         vec![
             json!({"matchExpressions": [{"key": "istio-injection", "operator": "In", "values": ["enabled"]},

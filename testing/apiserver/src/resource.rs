@@ -174,6 +174,19 @@ pub fn builtins() -> Vec<ResourceType> {
             .with_short_names(&["deploy"])
             .with_categories(&["all"])
             .with_status(),
+        ResourceType::new("apps", "v1", "ReplicaSet", "replicasets", true)
+            .with_short_names(&["rs"])
+            .with_categories(&["all"])
+            .with_status(),
+        ResourceType::new("apps", "v1", "StatefulSet", "statefulsets", true)
+            .with_short_names(&["sts"])
+            .with_categories(&["all"])
+            .with_status(),
+        ResourceType::new("apps", "v1", "DaemonSet", "daemonsets", true)
+            .with_short_names(&["ds"])
+            .with_categories(&["all"])
+            .with_status(),
+        ResourceType::new("batch", "v1", "Job", "jobs", true).with_categories(&["all"]).with_status(),
         ResourceType::new(
             "admissionregistration.k8s.io",
             "v1",
