@@ -540,7 +540,7 @@ pub fn run(args: CheckInjectArgs, out: &mut dyn std::io::Write) -> anyhow::Resul
         crate::inject::parse_documents(&read(file)?).with_context(|| format!("parsing {}", file.display()))?;
     let cluster =
         crate::inject::parse_documents(&read(webhooks)?).with_context(|| format!("parsing {}", webhooks.display()))?;
-    let fixed = crate::injector::read_config(args.config.as_ref())?;
+    let fixed = webhooks::read_config(args.config.as_ref())?;
     let default_ns = args.cluster.namespace.as_deref().unwrap_or("default");
     let report = check_offline(&manifest, &cluster, fixed.as_ref(), default_ns)?;
     out.write_all(render(&report, args.output)?.as_bytes())?;
@@ -578,3 +578,4 @@ pub fn check_offline(
 pub mod live;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod webhooks;

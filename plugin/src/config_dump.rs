@@ -9,12 +9,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+mod cidr;
 pub mod cluster;
 pub mod listener;
 mod number;
 pub mod rbac;
 pub mod route;
 
+pub use cidr::CidrRange;
 pub use cluster::{Cluster, ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints};
 pub use listener::{Address, FilterChain, FilterChainMatch, Listener, NetworkFilter, Terminal};
 pub use route::{Route, RouteConfiguration, RouteMatch, VirtualHost};

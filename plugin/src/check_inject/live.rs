@@ -8,10 +8,10 @@ use mesh_core::inject::InjectConfig;
 use mesh_core::selector::{LabelSelector, SelectorOperator, labels_of};
 use serde_json::{Map, Value, json};
 
+use super::webhooks::{fetch_webhooks, read_config};
 use super::{CheckInjectArgs, Report, check, pods_of, render, webhook_config};
 use crate::cluster::Cluster;
 use crate::cluster::objects::{DAEMONSETS, DEPLOYMENTS, JOBS, NAMESPACES, PODS, Resource, STATEFULSETS};
-use crate::injector::{fetch_webhooks, read_config};
 
 /// What to check: an object in the cluster, or a pod with these labels.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::listener::CidrRange;
+use super::cidr::CidrRange;
 use super::number::opt_u32;
 use super::route::{HeaderMatcher, StringMatcher};
 

@@ -13,7 +13,7 @@ use super::matcher::{header_matches, path_without_query, string_matches};
 use super::provenance::ObjectRef;
 use super::request::Request;
 use super::trace::Peer;
-use crate::config_dump::listener::CidrRange;
+use crate::config_dump::CidrRange;
 use crate::config_dump::rbac::{PathMatcher, Permission, Policy, Principal, Rbac, RbacFilter};
 
 /// What the request offers to the RBAC rules.

@@ -88,7 +88,7 @@ pub struct GatewayView {
     /// `pod.namespace`, from the node id.
     pub pod: String,
     /// The gateway's Service and its port mapping, when known.
-    pub service: Option<super::trace::GatewayService>,
+    pub service: Option<GatewayService>,
 }
 
 /// One referenced object and, with a cluster, its state.
@@ -410,5 +410,39 @@ fn add_chain(ch: &ChainView, out: &mut BTreeSet<ObjectRef>) {
         }
         Destination::Tcp { clusters } => clusters.iter().for_each(|c| add_cluster(c, out)),
         Destination::Other { .. } => {}
+    }
+}
+
+/// One port of the gateway's Kubernetes Service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GatewayPort {
+    /// The port's name (`http2`, `https`), when known.
+    pub name: Option<String>,
+    /// The Service port clients dial.
+    pub port: u16,
+    /// The container port it maps to (the listener's port), when known.
+    pub target_port: Option<u16>,
+}
+
+/// The gateway's Service and how its ports reach the listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GatewayService {
+    /// The Service.
+    pub service: ObjectRef,
+    /// Its ports.
+    pub ports: Vec<GatewayPort>,
+    /// Where this came from, in words.
+    pub how: String,
+}
+
+impl GatewayService {
+    /// The port that maps to listener port `target`.
+    pub fn by_target(&self, target: u16) -> Option<&GatewayPort> {
+        self.ports.iter().find(|p| p.target_port == Some(target))
+    }
+
+    /// The Service port `port`.
+    pub fn by_port(&self, port: u16) -> Option<&GatewayPort> {
+        self.ports.iter().find(|p| p.port == port)
     }
 }

@@ -19,7 +19,7 @@ mod http;
 mod inbound;
 mod listener;
 
-pub use gateway::{GatewayPort, GatewayService};
+pub use super::report::{GatewayPort, GatewayService};
 pub use inbound::{Peer, instance_ip};
 
 /// How `--to`'s host became a destination.

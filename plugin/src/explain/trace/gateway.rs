@@ -10,10 +10,8 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
-
 use super::super::provenance::{ClusterKey, ObjectRef};
-use super::super::report::{Candidate, Outcome, Step, Trace};
+use super::super::report::{Candidate, GatewayPort, GatewayService, Outcome, Step, Trace};
 use super::super::request::Request;
 use super::listener::serving;
 use super::{Tracer, outcome, step};
@@ -25,40 +23,6 @@ pub const ROUTER_PREFIX: &str = "router~";
 /// Whether the dump is a gateway's (its node id starts with `router~`).
 pub fn is_router(dump: &ConfigDump) -> bool {
     dump.node.as_ref().is_some_and(|n| n.id.starts_with(ROUTER_PREFIX))
-}
-
-/// One port of the gateway's Kubernetes Service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GatewayPort {
-    /// The port's name (`http2`, `https`), when known.
-    pub name: Option<String>,
-    /// The Service port clients dial.
-    pub port: u16,
-    /// The container port it maps to (the listener's port), when known.
-    pub target_port: Option<u16>,
-}
-
-/// The gateway's Service and how its ports reach the listeners.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GatewayService {
-    /// The Service.
-    pub service: ObjectRef,
-    /// Its ports.
-    pub ports: Vec<GatewayPort>,
-    /// Where this came from, in words.
-    pub how: String,
-}
-
-impl GatewayService {
-    /// The port that maps to listener port `target`.
-    pub fn by_target(&self, target: u16) -> Option<&GatewayPort> {
-        self.ports.iter().find(|p| p.target_port == Some(target))
-    }
-
-    /// The Service port `port`.
-    pub fn by_port(&self, port: u16) -> Option<&GatewayPort> {
-        self.ports.iter().find(|p| p.port == port)
-    }
 }
 
 fn port_text(p: &GatewayPort) -> String {
