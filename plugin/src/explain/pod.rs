@@ -274,15 +274,21 @@ async fn resolve_through_api(
     }
 }
 
+/// The resource name of a kind, as the API server's own pluralisation gives it for the kinds a
+/// config names (`ServiceEntry` → `serviceentries`, `Gateway` → `gateways`).
+fn plural_of(kind: &str) -> String {
+    let kind = kind.to_ascii_lowercase();
+    match kind.strip_suffix('y') {
+        Some(stem) if !stem.ends_with(['a', 'e', 'i', 'o', 'u']) => format!("{stem}ies"),
+        _ if kind.ends_with('s') => format!("{kind}es"),
+        _ => format!("{kind}s"),
+    }
+}
+
 /// Looks an object up: found (with its generation), missing (the proxy's config is stale) or forbidden.
 async fn object_status(client: &kube::Client, o: &ObjectRef, timeout: Duration) -> ObjectStatus {
     let gvk = GroupVersionKind::gvk(&o.group, &o.version, &o.kind);
-    let kind = o.kind.to_ascii_lowercase();
-    let plural = match kind.strip_suffix('y') {
-        Some(stem) => format!("{stem}ies"),
-        None => format!("{kind}s"),
-    };
-    let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
+    let ar = ApiResource::from_gvk_with_plural(&gvk, &plural_of(&o.kind));
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &o.namespace, &ar);
     let (status, generation) = match tokio::time::timeout(timeout, api.get_opt(&o.name)).await {
         // Kinds without a generation (Service) have none: nothing to show.
@@ -306,5 +312,20 @@ mod tests {
         assert_eq!(pod_name("foo").unwrap(), "foo");
         assert!(pod_name("svc/foo").unwrap_err().to_string().contains("not svc"));
         assert!(pod_name("pod/").is_err());
+    }
+
+    #[test]
+    fn plurals_are_the_api_servers() {
+        for (kind, plural) in [
+            ("Service", "services"),
+            ("Gateway", "gateways"),
+            ("ServiceEntry", "serviceentries"),
+            ("AuthorizationPolicy", "authorizationpolicies"),
+            ("Telemetry", "telemetries"),
+            ("DestinationRule", "destinationrules"),
+            ("Sidecar", "sidecars"),
+        ] {
+            assert_eq!(plural_of(kind), plural, "{kind}");
+        }
     }
 }
