@@ -440,3 +440,18 @@ pub fn plugin_path(value: std::ffi::OsString, root: &Path) -> Option<PathBuf> {
         Some(root.join(path))
     }
 }
+
+/// Runs `kubectl mesh` in process with `args` (the first is the program name) on a blocking thread,
+/// as the binary would: the exit code (or the error the binary would print) and what it wrote.
+pub async fn run_plugin(args: Vec<String>) -> (anyhow::Result<u8>, String) {
+    use clap::Parser as _;
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let result = kubectl_mesh::Cli::try_parse_from(args)
+            .map_err(anyhow::Error::from)
+            .and_then(|cli| kubectl_mesh::run(cli, &mut out));
+        (result, String::from_utf8_lossy(&out).into_owned())
+    })
+    .await
+    .expect("the command's thread")
+}

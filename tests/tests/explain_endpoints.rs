@@ -7,7 +7,6 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use mesh_tests::apiserver::TestApiServer;
 use mesh_tests::sidecar::{Sidecar, SidecarSpec};
 use mesh_tests::xds::{DiscoveryServer, Scenario};
@@ -88,16 +87,8 @@ async fn explain(c: &Cluster, output: &str) -> (u8, String) {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let code = kubectl_mesh::Cli::try_parse_from(args)
-            .map_err(anyhow::Error::from)
-            .and_then(|cli| kubectl_mesh::run(cli, &mut out))
-            .unwrap_or_else(|e| panic!("explain failed: {e:#}"));
-        (code, String::from_utf8_lossy(&out).into_owned())
-    })
-    .await
-    .expect("the command's thread")
+    let (code, out) = mesh_tests::support::run_plugin(args).await;
+    (code.unwrap_or_else(|e| panic!("explain failed: {e:#}")), out)
 }
 
 fn check(out: &str) -> Value {

@@ -895,7 +895,6 @@ async fn tracer_agrees_with_a_real_gateway() {
 /// VirtualService's `spec.gateways` (the one whose selector picks another gateway is left out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_mode_reads_the_gateway_service_and_the_bound_gateways() {
-    use clap::Parser;
     let api = mesh_tests::apiserver::TestApiServer::start().unwrap();
     let dump = std::fs::read(example_path()).unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -959,15 +958,7 @@ async fn pod_mode_reads_the_gateway_service_and_the_bound_gateways() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (code, out) = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let code = kubectl_mesh::Cli::try_parse_from(args)
-            .map_err(anyhow::Error::from)
-            .and_then(|cli| kubectl_mesh::run(cli, &mut out));
-        (code, String::from_utf8_lossy(&out).into_owned())
-    })
-    .await
-    .unwrap();
+    let (code, out) = mesh_tests::support::run_plugin(args).await;
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {code:?}"));
     assert_eq!(code.unwrap(), 0, "{out}");
     assert_eq!(report["gateway"]["service"]["how"], "Service istio-system/istio-ingressgateway selects this pod");
@@ -993,7 +984,6 @@ async fn pod_mode_reads_the_gateway_service_and_the_bound_gateways() {
 /// egress gateway's cluster; the continue command names a Running pod the gateway Service selects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_mode_names_the_egress_gateway_pod_to_continue_on() {
-    use clap::Parser;
     let egress = "outbound|80||istio-egressgateway.istio-system.svc.cluster.local";
     let hcm = json!({"name": "envoy.filters.network.http_connection_manager", "typed_config": {"@type": HCM,
         "stat_prefix": "outbound_0.0.0.0_80", "rds": {"route_config_name": "80"}, "http_filters": [{"name": "envoy.filters.http.router"}]}});
@@ -1051,15 +1041,7 @@ async fn pod_mode_names_the_egress_gateway_pod_to_continue_on() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (code, out) = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let code = kubectl_mesh::Cli::try_parse_from(args)
-            .map_err(anyhow::Error::from)
-            .and_then(|cli| kubectl_mesh::run(cli, &mut out));
-        (code, String::from_utf8_lossy(&out).into_owned())
-    })
-    .await
-    .unwrap();
+    let (code, out) = mesh_tests::support::run_plugin(args).await;
     assert_eq!(code.unwrap(), 0, "{out}");
     let want = "continue there with `kubectl mesh explain pod/istio-egressgateway-5c4f-xyz -n istio-system --to edition.cnn.com:80/politics`";
     assert!(out.contains(want), "{want} missing:\n{out}");

@@ -6,7 +6,6 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use clap::Parser;
 use mesh_tests::apiserver::TestApiServer;
 use mesh_tests::sidecar::{Sidecar, SidecarSpec};
 use mesh_tests::xds::{DiscoveryServer, Scenario};
@@ -56,15 +55,7 @@ async fn cluster() -> anyhow::Result<Cluster> {
 }
 
 async fn run(args: Vec<String>) -> (anyhow::Result<u8>, String) {
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let result = kubectl_mesh::Cli::try_parse_from(args)
-            .map_err(anyhow::Error::from)
-            .and_then(|cli| kubectl_mesh::run(cli, &mut out));
-        (result, String::from_utf8_lossy(&out).into_owned())
-    })
-    .await
-    .expect("the command's thread")
+    mesh_tests::support::run_plugin(args).await
 }
 
 fn args(c: &Cluster, extra: &[&str]) -> Vec<String> {

@@ -225,20 +225,19 @@ impl<'a> Tracer<'a, '_> {
                 );
             }
         };
+        self.terminal(chain)
+    }
+
+    /// The chain's last network filter: the HTTP connection manager's routing, or the TCP proxy's
+    /// clusters.
+    fn terminal(&mut self, chain: &'a FilterChain) -> Outcome {
         match chain.terminal() {
             Some(Terminal::Http(hcm)) => self.http(hcm),
             Some(Terminal::Tcp(tcp)) => {
                 let clusters = tcp_clusters(self.index, tcp.cluster.as_deref(), tcp.weighted_clusters.as_ref());
                 self.finish_clusters(clusters, None, "tcp proxy")
             }
-            None => outcome(
-                "other",
-                None,
-                format!(
-                    "the chain ends in {} (neither HTTP nor TCP proxy)",
-                    chain.filters.last().map(|f| f.name.as_str()).unwrap_or("no filter")
-                ),
-            ),
+            None => unknown_terminal(chain),
         }
     }
 
@@ -375,4 +374,16 @@ fn route_label(i: usize, r: &crate::config_dump::Route) -> String {
 /// Objects named by the steps of a trace (for the API server lookups).
 pub fn trace_objects(t: &Trace) -> Vec<ObjectRef> {
     t.steps.iter().flat_map(|s| s.objects.iter().cloned()).collect()
+}
+
+/// The outcome of a chain that ends in neither an HTTP connection manager nor a TCP proxy.
+fn unknown_terminal(chain: &FilterChain) -> Outcome {
+    outcome(
+        "other",
+        None,
+        format!(
+            "the chain ends in {} (neither HTTP nor TCP proxy)",
+            chain.filters.last().map(|f| f.name.as_str()).unwrap_or("no filter")
+        ),
+    )
 }

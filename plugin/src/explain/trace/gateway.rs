@@ -15,7 +15,7 @@ use super::super::report::{Candidate, GatewayPort, GatewayService, Outcome, Step
 use super::super::request::Request;
 use super::listener::serving;
 use super::{Tracer, outcome, step};
-use crate::config_dump::{ConfigDump, Index, Listener, Terminal};
+use crate::config_dump::{ConfigDump, Index, Listener};
 
 /// The node id prefix of Istio gateways (sidecars are `sidecar~`).
 pub const ROUTER_PREFIX: &str = "router~";
@@ -328,21 +328,7 @@ impl<'a> Tracer<'a, '_> {
         {
             last.why = format!("{}; TLS is terminated here ({})", last.why, ts.name);
         }
-        let o = match chain.terminal() {
-            Some(Terminal::Http(hcm)) => self.http(hcm),
-            Some(Terminal::Tcp(tcp)) => {
-                let clusters = super::tcp_clusters(self.index, tcp.cluster.as_deref(), tcp.weighted_clusters.as_ref());
-                self.finish_clusters(clusters, None, "tcp proxy")
-            }
-            None => outcome(
-                "other",
-                None,
-                format!(
-                    "the chain ends in {} (neither HTTP nor TCP proxy)",
-                    chain.filters.last().map(|f| f.name.as_str()).unwrap_or("no filter")
-                ),
-            ),
-        };
+        let o = self.terminal(chain);
         self.gateway_provenance();
         o
     }

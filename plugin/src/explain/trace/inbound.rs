@@ -187,14 +187,7 @@ impl<'a> Tracer<'a, '_> {
                 }
                 self.delivered(o, req.port)
             }
-            None => outcome(
-                "other",
-                None,
-                format!(
-                    "the chain ends in {} (neither HTTP nor TCP proxy)",
-                    chain.filters.last().map(|f| f.name.as_str()).unwrap_or("no filter")
-                ),
-            ),
+            None => super::unknown_terminal(chain),
         }
     }
 
