@@ -351,3 +351,65 @@ async fn webhook_serves_and_reloads_istio_config() -> anyhow::Result<()> {
     assert!(proxy_env(&third, "PROXY_CONFIG").is_some_and(|v| v.contains("istiod-canary")), "{third}");
     Ok(())
 }
+
+/// The mesh-wide ProxyConfig (`meshConfig.defaultConfig`), pinned: it drives the template as the
+/// annotation does (TPROXY capture, the proxy first with hold, proxyMetadata as env) and every key
+/// reaches `PROXY_CONFIG`; a pod's `proxy.istio.io/config` is merged over it (its own
+/// interceptionMode and concurrency win, the rest of the mesh default stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_default_proxy_config_is_pinned_by_goldens() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "nativeSidecars: disabled\nmeshConfig:\n  defaultConfig:\n    interceptionMode: TPROXY\n    \
+         holdApplicationUntilProxyStarts: true\n    concurrency: 2\n    discoveryAddress: istiod.mesh-system.svc:15012\n    \
+         proxyMetadata: {ISTIO_META_DNS_CAPTURE: \"true\"}\n",
+    )?;
+    let pod = |annotations: Value| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}, "annotations": annotations},
+               "spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 8080}]}]}})
+    };
+    let overlay = r#"{"interceptionMode": "REDIRECT", "concurrency": 4}"#;
+    for (name, annotations) in [
+        ("mesh-default-config", json!({})),
+        ("mesh-default-config-annotation", json!({"proxy.istio.io/config": overlay})),
+    ] {
+        let input = dir.path().join(format!("{name}.json"));
+        std::fs::write(&input, pod(annotations).to_string())?;
+        let args = ["kubectl-mesh", "inject", "-f", input.to_str().unwrap_or_default(), "--config"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([config.to_string_lossy().into_owned()])
+            .collect();
+        let (code, out) = support::run_plugin(args).await;
+        assert_eq!(code?, 0, "{out}");
+        let golden = mesh_test_data::repo_root().join(format!("tests/golden/inject/{name}.yaml"));
+        mesh_test_data::check_golden(&golden, &out)?;
+        // What the goldens show, asserted.
+        let injected: Value = serde_saphyr::from_str(&out)?;
+        let proxy = &injected["spec"]["containers"][0];
+        assert_eq!(proxy["name"], "istio-proxy", "hold puts the proxy first: {out}");
+        let env = |key: &str| {
+            proxy["env"].as_array().into_iter().flatten().find(|e| e["name"] == key).map(|e| e["value"].clone())
+        };
+        let proxy_config: Value = serde_json::from_str(
+            env("PROXY_CONFIG").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default().trim(),
+        )?;
+        assert_eq!(proxy_config["discoveryAddress"], "istiod.mesh-system.svc:15012", "{out}");
+        assert_eq!(proxy_config["holdApplicationUntilProxyStarts"], true);
+        assert_eq!(env("ISTIO_META_DNS_CAPTURE"), Some(json!("true")), "proxyMetadata becomes env: {out}");
+        let init_args = injected["spec"]["initContainers"][0]["args"].to_string();
+        if name == "mesh-default-config" {
+            assert_eq!(proxy_config["interceptionMode"], "TPROXY");
+            assert_eq!(proxy_config["concurrency"], 2);
+            assert!(init_args.contains("TPROXY"), "TPROXY capture: {init_args}");
+        } else {
+            assert_eq!(proxy_config["interceptionMode"], "REDIRECT");
+            assert_eq!(proxy_config["concurrency"], 4);
+            assert!(init_args.contains("REDIRECT"), "the annotation's capture mode wins: {init_args}");
+        }
+    }
+    Ok(())
+}
