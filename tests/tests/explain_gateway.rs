@@ -937,28 +937,8 @@ async fn pod_mode_reads_the_gateway_service_and_the_bound_gateways() {
         "spec": {"selector": {"istio": "egressgateway"}, "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}}))
     .unwrap();
     api.map_pod_port("istio-system", pod, 15000, admin_addr);
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig).unwrap();
-    let args: Vec<String> = [
-        "kubectl-mesh",
-        "explain",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-n",
-        "istio-system",
-        "--timeout",
-        "20",
-        &format!("pod/{pod}"),
-        "--to",
-        "bookinfo.example.com/productpage",
-        "-o",
-        "json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let (code, out) = mesh_tests::support::run_plugin(args).await;
+    let (code, out) =
+        explain_pod(&api, "istio-system", pod, &["--to", "bookinfo.example.com/productpage", "-o", "json"]).await;
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {code:?}"));
     assert_eq!(code.unwrap(), 0, "{out}");
     assert_eq!(report["gateway"]["service"]["how"], "Service istio-system/istio-ingressgateway selects this pod");
@@ -1022,26 +1002,7 @@ async fn pod_mode_names_the_egress_gateway_pod_to_continue_on() {
     api.put(slice("istio-system", "istio-egressgateway", "http2", 8080, "10.244.0.8", "istio-egressgateway-5c4f-xyz"))
         .unwrap();
     api.map_pod_port("default", "sleep-7b9f-abc", 15000, admin_addr);
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig).unwrap();
-    let args: Vec<String> = [
-        "kubectl-mesh",
-        "explain",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-n",
-        "default",
-        "--timeout",
-        "20",
-        "pod/sleep-7b9f-abc",
-        "--to",
-        "edition.cnn.com/politics",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let (code, out) = mesh_tests::support::run_plugin(args).await;
+    let (code, out) = explain_pod(&api, "default", "sleep-7b9f-abc", &["--to", "edition.cnn.com/politics"]).await;
     assert_eq!(code.unwrap(), 0, "{out}");
     let want = "continue there with `kubectl mesh explain pod/istio-egressgateway-5c4f-xyz -n istio-system --to edition.cnn.com:80/politics`";
     assert!(out.contains(want), "{want} missing:\n{out}");
@@ -1058,4 +1019,20 @@ fn slice(ns: &str, service: &str, port_name: &str, port: u16, ip: &str, pod: &st
         "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
         "endpoints": [{"addresses": [ip], "conditions": {"ready": true},
                        "targetRef": {"kind": "Pod", "name": pod, "namespace": ns}}]})
+}
+
+/// Runs `kubectl mesh explain pod/POD -n NS EXTRA...` in process against the test API server.
+async fn explain_pod(
+    api: &mesh_tests::apiserver::TestApiServer,
+    ns: &str,
+    pod: &str,
+    extra: &[&str],
+) -> (anyhow::Result<u8>, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).expect("the kubeconfig");
+    let pod = format!("pod/{pod}");
+    let head = ["kubectl-mesh", "explain", "--kubeconfig", kubeconfig.to_str().unwrap_or_default(), "-n", ns];
+    let args = head.iter().chain(&["--timeout", "20", pod.as_str()]).chain(extra).map(|s| s.to_string()).collect();
+    mesh_tests::support::run_plugin(args).await
 }

@@ -74,7 +74,7 @@ pub enum Chain {
 }
 
 impl Chain {
-    /// Every chain, built-in ones first.
+    /// Every chain, built-in ones first (the order nft declares them in).
     pub const ALL: [Chain; 10] = [
         Chain::Prerouting,
         Chain::Output,

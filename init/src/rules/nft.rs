@@ -9,20 +9,6 @@ use super::{Chain, Position, RuleSet, Table};
 /// The order nft tables are written in.
 const TABLE_ORDER: [Table; 3] = [Table::Nat, Table::Mangle, Table::Raw];
 
-/// The order chains are declared in: base chains, then Istio's chains.
-const CHAIN_ORDER: [Chain; 10] = [
-    Chain::Prerouting,
-    Chain::Output,
-    Chain::Drop,
-    Chain::Divert,
-    Chain::Tproxy,
-    Chain::Inbound,
-    Chain::Redirect,
-    Chain::InRedirect,
-    Chain::IstioOutput,
-    Chain::OutputDns,
-];
-
 /// The hook declaration of a base chain in `table`.
 fn base_chain_spec(table: Table, chain: Chain) -> Option<&'static str> {
     Some(match (table, chain) {
@@ -55,7 +41,7 @@ pub fn transaction_named(set: &RuleSet, name: impl Fn(Table) -> &'static str, ho
         let rules: Vec<_> = set.rules.iter().filter(|r| r.table == table).collect();
         let _ = writeln!(out, "add table inet {t}");
         let _ = writeln!(out, "flush table inet {t}");
-        for chain in CHAIN_ORDER.into_iter().filter(|c| rules.iter().any(|r| r.chain == *c)) {
+        for chain in Chain::ALL.into_iter().filter(|c| rules.iter().any(|r| r.chain == *c)) {
             match base_chain_spec(table, chain).filter(|_| hooks) {
                 Some(spec) => {
                     let _ = writeln!(out, "add chain inet {t} {} {spec}", chain.nft_name());

@@ -218,14 +218,8 @@ fn listener_fields(l: &Listener) -> BTreeMap<String, String> {
 }
 
 fn route_fields(r: &RouteConfiguration) -> BTreeMap<String, String> {
-    let mut f = BTreeMap::new();
-    f.insert(
-        "virtual_hosts".to_string(),
-        r.virtual_hosts.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(","),
-    );
-    for vh in &r.virtual_hosts {
-        f.insert(format!("vhost[{}].domains", vh.name), vh.domains.join(","));
-        let routes: Vec<String> = vh
+    route_config_fields(r.virtual_hosts.iter().map(|vh| {
+        let routes = vh
             .routes
             .iter()
             .map(|rt| {
@@ -253,9 +247,8 @@ fn route_fields(r: &RouteConfiguration) -> BTreeMap<String, String> {
                 route_line(&rt.name, &m, &action, md.get("istio.config").map(String::as_str))
             })
             .collect();
-        f.insert(format!("vhost[{}].routes", vh.name), routes.join("; "));
-    }
-    f
+        (vh.name.as_str(), vh.domains.as_slice(), routes)
+    }))
 }
 
 // What both sides write, whatever they read from: one text per field.
@@ -271,6 +264,21 @@ fn chain_entry(index: usize, name: &str, port: Option<u32>, filters: &[String]) 
 fn weighted_text<'a>(clusters: impl Iterator<Item = (&'a str, u32)>) -> String {
     let parts: Vec<String> = clusters.map(|(name, weight)| format!("{name}:{weight}")).collect();
     format!("weighted={}", parts.join("+"))
+}
+
+/// The fields of a route configuration: its virtual hosts, and each one's domains and route lines.
+fn route_config_fields<'v>(
+    vhosts: impl Iterator<Item = (&'v str, &'v [String], Vec<String>)>,
+) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    let mut names = Vec::new();
+    for (name, domains, routes) in vhosts {
+        names.push(name);
+        f.insert(format!("vhost[{name}].domains"), domains.join(","));
+        f.insert(format!("vhost[{name}].routes"), routes.join("; "));
+    }
+    f.insert("virtual_hosts".to_string(), names.join(","));
+    f
 }
 
 /// One route: `<name> <match> -> <action>[ config=<istio.config>]`.
@@ -420,14 +428,8 @@ fn model_listener_fields(l: &model::Listener) -> BTreeMap<String, String> {
 }
 
 fn model_route_fields(r: &model::RouteConfiguration) -> BTreeMap<String, String> {
-    let mut f = BTreeMap::new();
-    f.insert(
-        "virtual_hosts".to_string(),
-        r.virtual_hosts.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(","),
-    );
-    for vh in &r.virtual_hosts {
-        f.insert(format!("vhost[{}].domains", vh.name), vh.domains.join(","));
-        let routes: Vec<String> = vh
+    route_config_fields(r.virtual_hosts.iter().map(|vh| {
+        let routes = vh
             .routes
             .iter()
             .map(|rt| {
@@ -456,9 +458,8 @@ fn model_route_fields(r: &model::RouteConfiguration) -> BTreeMap<String, String>
                 route_line(&rt.name, &m, &action, rt.metadata.as_ref().and_then(|md| md.istio_config()))
             })
             .collect();
-        f.insert(format!("vhost[{}].routes", vh.name), routes.join("; "));
-    }
-    f
+        (vh.name.as_str(), vh.domains.as_slice(), routes)
+    }))
 }
 
 fn diff_kind(istiod: &Summaries, envoy: &Summaries) -> KindDiff {

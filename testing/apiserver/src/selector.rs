@@ -112,26 +112,16 @@ mod tests {
                "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})
     }
 
+    /// The grammar is mesh-core's (tested there); this checks the wrapper: an object's
+    /// `metadata.labels` are matched and a bad selector is a 400 naming it.
     #[test]
     fn label_selectors() -> Result<(), ApiError> {
         let p = pod();
-        for (sel, want) in [
-            ("app=foo", true),
-            ("app==foo", true),
-            ("app=bar", false),
-            ("app!=bar", true),
-            ("app,version=v1", true),
-            ("version in (v1, v2)", true),
-            ("version notin (v1)", false),
-            ("!canary", true),
-            ("!app", false),
-            ("canary", false),
-            ("app=foo,version in (v2,v3)", false),
-            ("", true),
-        ] {
-            assert_eq!(LabelSelector::parse(sel)?.matches(&p), want, "{sel}");
-        }
-        assert!(LabelSelector::parse("app in v1").is_err());
+        assert!(LabelSelector::parse("app=foo,version in (v1, v2)")?.matches(&p));
+        assert!(!LabelSelector::parse("app=foo,!version")?.matches(&p));
+        assert!(LabelSelector::parse("")?.matches(&p));
+        let err = LabelSelector::parse("app in v1").err().map(|e| (e.code, e.message));
+        assert!(err.as_ref().is_some_and(|(code, m)| *code == 400 && m.contains("app in v1")), "{err:?}");
         Ok(())
     }
 
