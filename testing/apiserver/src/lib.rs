@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod crd;
 mod discovery;
 mod meta;
@@ -47,6 +48,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio_rustls::TlsAcceptor;
 
+pub use admission::{AdmissionCall, TOKEN_MOUNT_PATH, TOKEN_VOLUME_PREFIX, token_volume_source};
 pub use crd::{CrdError, read_crds};
 pub use resource::{PrinterColumn, ResourceType, Subresource, builtins};
 pub use status::ApiError;
@@ -139,6 +141,9 @@ impl Builder {
             proxy_targets: Mutex::new(Default::default()),
             requests: Mutex::new(Vec::new()),
             bookmark_interval: Mutex::new(Duration::from_secs(1)),
+            service_routes: Mutex::new(Default::default()),
+            webhook_ca: Mutex::new(None),
+            admission_calls: Mutex::new(Vec::new()),
         });
         let mut server =
             TestApiServer { shared: shared.clone(), ca_pem: certs.ca_pem.clone(), shutdown: None, thread: None };
@@ -431,6 +436,24 @@ impl TestApiServer {
     /// Every request seen so far, as `METHOD /path?query`.
     pub fn requests(&self) -> Vec<String> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// Serves Service `namespace/name` port `port` at `target`: where a webhook's
+    /// `clientConfig.service` is called (as `https://<name>.<namespace>.svc:<port><path>`, the
+    /// certificate verified for `<name>.<namespace>.svc`). An unrouted Service does not resolve.
+    pub fn route_service(&self, namespace: &str, name: &str, port: u16, target: SocketAddr) {
+        lock(&self.shared.service_routes).insert((namespace.to_string(), name.to_string(), port), target);
+    }
+
+    /// Trusts the CA in `ca_pem` for webhooks whose `caBundle` is empty (a real server would use
+    /// its system roots); webhooks with a caBundle are verified against that only.
+    pub fn trust_webhook_ca(&self, ca_pem: &str) {
+        *lock(&self.shared.webhook_ca) = Some(ca_pem.to_string());
+    }
+
+    /// Every mutating webhook call so far, in order (webhook, round, uid, answer, error).
+    pub fn admission_calls(&self) -> Vec<AdmissionCall> {
+        lock(&self.shared.admission_calls).clone()
     }
 
     /// How often watches that allow bookmarks receive one (default 1 s).

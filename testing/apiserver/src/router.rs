@@ -11,6 +11,7 @@ use hyper::body::{Bytes, Frame, Incoming};
 use serde_json::{Value, json};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::admission;
 use super::discovery;
 use super::meta;
 use super::portforward;
@@ -373,6 +374,11 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>, target: Target) -
         ("POST", None) => {
             let body = parse_json(&body_bytes(req).await?)?;
             check_body_kind(&rt, &body)?;
+            let field_manager = query.get("fieldManager").cloned();
+            let body = match admission::admit_create(&shared, &rt, &ns, body, dry_run(&query), field_manager).await {
+                Ok(admitted) => admitted,
+                Err(rejected) => return Ok(json_response(rejected.code, &rejected.status)),
+            };
             if dry_run(&query) {
                 return Ok(json_response(201, &store::present(&rt, &body)));
             }

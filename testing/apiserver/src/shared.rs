@@ -10,6 +10,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 
+use super::admission::{AdmissionCall, ServiceRoutes};
 use super::store::Store;
 
 /// Response body: a full buffer or a stream (watch, proxy).
@@ -49,6 +50,12 @@ pub struct Shared {
     pub requests: Mutex<Vec<String>>,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Mutex<Duration>,
+    /// Where webhook Services are served: (namespace, name, port) -> loopback address.
+    pub service_routes: Mutex<ServiceRoutes>,
+    /// The CA (PEM) trusted for webhooks whose caBundle is empty.
+    pub webhook_ca: Mutex<Option<String>>,
+    /// Every mutating webhook call, in order.
+    pub admission_calls: Mutex<Vec<AdmissionCall>>,
 }
 
 /// Locks a mutex, recovering from poisoning (the data is plain).
