@@ -249,8 +249,8 @@ spec: {automountServiceAccountToken: false, containers: [{name: one, image: one:
         assert!(server.get(api_version, kind, "shop", name).is_some(), "{kind} shop/{name} not created");
     }
     // Applying again changes nothing: kubectl finds each object and its last-applied annotation.
-    // (The Pod opts out of the ServiceAccount plugin's token volume: the test API server serves no
-    // OpenAPI, so kubectl cannot merge the volume the server added and would patch the Pod.)
+    // (The Pod opts out of the ServiceAccount plugin's token volume, which the server adds at
+    // create: with that volume, the second apply patched the Pod.)
     let again = pipe(&env.kubectl, &["apply", "--validate=false", "-f", "-"], &injected, Some(&env))?;
     assert!(again.lines().all(|l| l.ends_with(" unchanged")), "second apply:\n{again}");
     Ok(())
