@@ -621,19 +621,6 @@ impl<T: Transport, P: FnMut(&mut Value) -> Result<(), Rejection>> Chain<'_, T, P
             // The in-tree plugins changed the object again: every reinvocable webhook called so far.
             state.require_reinvoking_previous();
         }
-        let result = self.dispatch_hooks(object, attrs, namespace, state, reinvoke).await;
-        state.last_output = Some(object.clone());
-        result
-    }
-
-    async fn dispatch_hooks(
-        &mut self,
-        object: &mut Value,
-        attrs: &Attributes,
-        namespace: &Value,
-        state: &mut Reinvocation,
-        reinvoke: bool,
-    ) -> Result<(), Rejection> {
         for hook in self.hooks.clone() {
             if !should_call(&hook, attrs, namespace, object).map_err(|e| internal_error(&e))? {
                 continue;
@@ -660,6 +647,8 @@ impl<T: Transport, P: FnMut(&mut Value) -> Result<(), Rejection>> Chain<'_, T, P
                 Err(CallError::Rejected(r)) => return Err(r),
             }
         }
+        // A failed round ends the admission, so only a completed round's output is compared.
+        state.last_output = Some(object.clone());
         Ok(())
     }
 

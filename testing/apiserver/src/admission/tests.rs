@@ -265,6 +265,23 @@ fn label(key: &'static str) -> Answerer {
 
 /// (webhook, reinvocation) of every call of a chain over `hooks`, the in-tree plugin changing the
 /// object in the second round when `in_tree_changes`.
+/// A chain over `answers` with no Service routes and no fallback CA.
+fn chain<P: FnMut(&mut Value) -> Result<(), Rejection>>(
+    answers: &Fake,
+    hooks: Vec<Hook>,
+    in_tree: P,
+) -> Chain<'_, Fake, P> {
+    Chain {
+        transport: answers,
+        hooks,
+        routes: ServiceRoutes::new(),
+        fallback_ca: None,
+        in_tree,
+        new_uid: uid,
+        calls: Vec::new(),
+    }
+}
+
 fn calls_of(hooks: Vec<Hook>, answers: Fake, in_tree_changes: bool) -> Vec<(String, bool)> {
     let mut rounds = 0;
     let in_tree = |o: &mut Value| {
@@ -274,15 +291,7 @@ fn calls_of(hooks: Vec<Hook>, answers: Fake, in_tree_changes: bool) -> Vec<(Stri
         }
         Ok(())
     };
-    let mut chain = Chain {
-        transport: &answers,
-        hooks,
-        routes: ServiceRoutes::new(),
-        fallback_ca: None,
-        in_tree,
-        new_uid: uid,
-        calls: Vec::new(),
-    };
+    let mut chain = chain(&answers, hooks, in_tree);
     let ns = json!({"metadata": {"name": "foo"}});
     let result = futures::executor::block_on(chain.admit(pod(), &attrs(), &ns));
     assert!(result.is_ok(), "{result:?}");
@@ -337,15 +346,7 @@ fn an_injected_container_gets_the_token_and_the_injector_is_asked_again() {
         service_account_admit(o, None, || "kube-api-access-zzzzz".into());
         Ok(())
     };
-    let mut chain = Chain {
-        transport: &answers,
-        hooks: vec![injector],
-        routes: ServiceRoutes::new(),
-        fallback_ca: None,
-        in_tree,
-        new_uid: uid,
-        calls: Vec::new(),
-    };
+    let mut chain = chain(&answers, vec![injector], in_tree);
     let admitted = futures::executor::block_on(chain.admit(pod(), &attrs(), &json!({})));
     let admitted = admitted.unwrap_or_else(|e| panic!("{e:?}"));
     let proxy = &admitted["spec"]["containers"][1];
@@ -365,15 +366,7 @@ fn failure_policy_fail_rejects_and_ignore_goes_on() {
             "down.example.com".to_string(),
             Box::new(|_: &Value| Err("dial tcp 127.0.0.1:9: connect: connection refused".to_string())) as Answerer,
         )]));
-        let mut chain = Chain {
-            transport: &answers,
-            hooks: vec![h],
-            routes: ServiceRoutes::new(),
-            fallback_ca: None,
-            in_tree: |_: &mut Value| Ok(()),
-            new_uid: uid,
-            calls: Vec::new(),
-        };
+        let mut chain = chain(&answers, vec![h], |_: &mut Value| Ok(()));
         let result = futures::executor::block_on(chain.admit(pod(), &attrs(), &json!({})));
         (result, chain.calls)
     };
@@ -399,15 +392,7 @@ fn a_denial_rejects_with_the_webhooks_message() {
             "response": {"uid": r["request"]["uid"], "allowed": false, "status": {"message": "no sidecar for you", "code": 403}}}))
     });
     let answers = Fake(HashMap::from([("deny.example.com".to_string(), deny)]));
-    let mut chain = Chain {
-        transport: &answers,
-        hooks: vec![h],
-        routes: ServiceRoutes::new(),
-        fallback_ca: None,
-        in_tree: |_: &mut Value| Ok(()),
-        new_uid: uid,
-        calls: Vec::new(),
-    };
+    let mut chain = chain(&answers, vec![h], |_: &mut Value| Ok(()));
     let result = futures::executor::block_on(chain.admit(pod(), &attrs(), &json!({})));
     let rejected = result.err().unwrap_or_else(|| panic!("admitted"));
     assert_eq!(
