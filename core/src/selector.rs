@@ -6,7 +6,8 @@
 //! One implementation for everything in mesh that selects: the injector config's
 //! `neverInjectSelector`/`alwaysInjectSelector`, `kubectl mesh check-inject` and `injector list`
 //! (webhook `namespaceSelector`/`objectSelector`), and the test API server's `labelSelector` queries
-//! (the text form, [`LabelSelector::parse`]).
+//! (the text form, [`LabelSelector::parse`]). [`parse_labels`] reads a set of labels (`app=foo,tier=`),
+//! for `kubectl mesh check-inject -l`, with the API server's rules for keys and values.
 
 use std::collections::BTreeMap;
 
@@ -82,6 +83,14 @@ pub enum SelectorError {
     /// A requirement without a key.
     #[error("label selector requirement with an empty key")]
     EmptyKey,
+    /// A key or value of the text form that Kubernetes would refuse.
+    #[error("{error} in label selector {text:?}")]
+    InvalidLabel {
+        /// The whole selector text.
+        text: String,
+        /// The bad key or value.
+        error: LabelError,
+    },
     /// The text form does not parse.
     #[error("unable to parse requirement: {reason} in label selector {text:?}")]
     Syntax {
@@ -179,7 +188,8 @@ impl LabelSelector {
     }
 
     /// Parses the text form of list and watch queries (`app=foo,version in (v1,v2),!canary,tier`):
-    /// `=`/`==`/`in` become In, `!=`/`notin` NotIn, `key` Exists and `!key` DoesNotExist.
+    /// `=`/`==`/`in` become In, `!=`/`notin` NotIn, `key` Exists and `!key` DoesNotExist. Keys and
+    /// values are checked as labels ([`validate_label_key`], [`validate_label_value`]).
     pub fn parse(text: &str) -> Result<LabelSelector, SelectorError> {
         let syntax = |reason: String| SelectorError::Syntax { text: text.to_string(), reason };
         let values = |list: &str| -> Result<Vec<String>, SelectorError> {
@@ -212,6 +222,11 @@ impl LabelSelector {
             let key = key.trim();
             if key.is_empty() {
                 return Err(syntax("empty key".into()));
+            }
+            let invalid = |error| SelectorError::InvalidLabel { text: text.to_string(), error };
+            validate_label_key(key).map_err(invalid)?;
+            for v in &values {
+                validate_label_value(key, v).map_err(invalid)?;
             }
             match_expressions.push(LabelSelectorRequirement { key: key.to_string(), operator, values });
         }
@@ -249,6 +264,189 @@ impl std::fmt::Display for LabelSelectorRequirement {
 /// Splits on commas that are not inside parentheses, dropping empty parts (the text form of label
 /// and field selectors).
 pub fn split_top_level(text: &str) -> Vec<&str> {
+    split_terms(text).into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+}
+
+/// Why a label key or value is not one Kubernetes accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    /// The key is not a qualified name (an optional DNS-subdomain prefix and `/`, then a name).
+    #[error("invalid label key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The value is too long or has characters a label value cannot have.
+    #[error("invalid value {value:?} for label {key}: {reason}")]
+    InvalidValue {
+        /// The label's key.
+        key: String,
+        /// The value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Why a set of labels (`app=foo,version=v1`) does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelsError {
+    /// A key or value Kubernetes would refuse.
+    #[error(transparent)]
+    Label(#[from] LabelError),
+    /// A selector term (`k!=v`, `k in (a,b)`, `!k`, `k`) that selects labels but gives none.
+    #[error("{term:?} is a selector requirement ({what}), not a label: a label is key=value")]
+    NotALabel {
+        /// The term.
+        term: String,
+        /// What kind of requirement it is.
+        what: &'static str,
+    },
+    /// Nothing between two commas (or before or after one).
+    #[error("empty label in {text:?}: labels are key=value pairs separated by commas")]
+    EmptyTerm {
+        /// The whole text.
+        text: String,
+    },
+    /// One key given twice with different values.
+    #[error("label {key} is given twice, as {first:?} and {second:?}: a pod has one value per label")]
+    Conflict {
+        /// The key.
+        key: String,
+        /// The first value.
+        first: String,
+        /// The other value.
+        second: String,
+    },
+}
+
+/// The characters, start and end of a label name (and of a non-empty label value), as Kubernetes
+/// checks them: `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
+fn is_label_name(s: &str) -> bool {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    alnum(s.chars().next())
+        && alnum(s.chars().last())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A lowercase RFC 1123 subdomain: dot-separated `[a-z0-9]([-a-z0-9]*[a-z0-9])?`.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.split('.').all(|part| {
+        let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        edge(part.chars().next())
+            && edge(part.chars().last())
+            && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    })
+}
+
+/// Checks a label key by Kubernetes' rules: an optional prefix (a lowercase DNS subdomain of at most
+/// 253 characters) and `/`, then a name of at most 63 characters of `[A-Za-z0-9._-]` that starts and
+/// ends with a letter or digit.
+pub fn validate_label_key(key: &str) -> Result<(), LabelError> {
+    let invalid = |reason: String| Err(LabelError::InvalidKey { key: key.to_string(), reason });
+    let (prefix, name) = match key.split_once('/') {
+        Some((_, rest)) if rest.contains('/') => {
+            return invalid("a key has at most one '/' (an optional DNS subdomain prefix, then the name)".into());
+        }
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() {
+            return invalid("the prefix before '/' must be non-empty".into());
+        }
+        if prefix.len() > 253 {
+            return invalid(format!("the prefix must be no more than 253 characters (it has {})", prefix.len()));
+        }
+        if !is_dns_subdomain(prefix) {
+            return invalid(format!(
+                "the prefix {prefix:?} must be a lowercase DNS subdomain (a-z, 0-9, '-' and '.', each part \
+                 starting and ending with a letter or digit, e.g. example.com)"
+            ));
+        }
+    }
+    if name.is_empty() {
+        return invalid("the name must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return invalid(format!("the name must be no more than 63 characters (it has {})", name.len()));
+    }
+    if !is_label_name(name) {
+        return invalid(format!(
+            "the name {name:?} must consist of letters, digits, '-', '_' or '.', and start and end with a \
+             letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the value of label `key` by Kubernetes' rules: empty, or at most 63 characters of
+/// `[A-Za-z0-9._-]` that start and end with a letter or digit.
+pub fn validate_label_value(key: &str, value: &str) -> Result<(), LabelError> {
+    let invalid =
+        |reason: String| Err(LabelError::InvalidValue { key: key.to_string(), value: value.to_string(), reason });
+    if value.len() > 63 {
+        return invalid(format!("a label value must be no more than 63 characters (it has {})", value.len()));
+    }
+    if !value.is_empty() && !is_label_name(value) {
+        return invalid(
+            "a label value must be empty or consist of letters, digits, '-', '_' or '.', and start and end with \
+             a letter or digit"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Parses a set of labels as kubectl users write them (`app=foo,version=v1`): comma-separated
+/// `key=value` (or `key==value`) pairs, whitespace around keys and values trimmed, values may be
+/// empty, keys and values checked by Kubernetes' rules. Selector-only terms (`k!=v`, `k in (a,b)`,
+/// `!k`, `k`) and one key with two values are errors. Empty text is no labels.
+pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, LabelsError> {
+    let mut labels = BTreeMap::new();
+    if text.trim().is_empty() {
+        return Ok(labels);
+    }
+    for term in split_terms(text) {
+        let term = term.trim();
+        if term.is_empty() {
+            return Err(LabelsError::EmptyTerm { text: text.to_string() });
+        }
+        let not_a_label = |what| LabelsError::NotALabel { term: term.to_string(), what };
+        if term.contains("!=") {
+            return Err(not_a_label("key != value"));
+        }
+        if term.starts_with('!') {
+            return Err(not_a_label("the label is absent"));
+        }
+        let Some((key, value)) = term.split_once('=') else {
+            let set = term.contains('(') || term.split_whitespace().any(|w| w == "in" || w == "notin");
+            return Err(not_a_label(if set { "key in/notin a set of values" } else { "the label exists" }));
+        };
+        let value = value.strip_prefix('=').unwrap_or(value);
+        let (key, value) = (key.trim(), value.trim());
+        validate_label_key(key)?;
+        validate_label_value(key, value)?;
+        match labels.get(key) {
+            Some(first) if first != value => {
+                return Err(LabelsError::Conflict {
+                    key: key.to_string(),
+                    first: first.clone(),
+                    second: value.to_string(),
+                });
+            }
+            _ => {
+                labels.insert(key.to_string(), value.to_string());
+            }
+        }
+    }
+    Ok(labels)
+}
+
+/// Splits on commas outside parentheses, keeping empty parts (so that `a=1,,b=2` can be refused).
+fn split_terms(text: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut depth, mut start) = (0_i32, 0);
     for (i, c) in text.char_indices() {
@@ -263,7 +461,7 @@ pub fn split_top_level(text: &str) -> Vec<&str> {
         }
     }
     parts.push(&text[start..]);
-    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+    parts
 }
 
 #[cfg(test)]
@@ -363,5 +561,127 @@ mod tests {
         let parsed = LabelSelector::parse("a=1,b notin (x,y),!c,d").expect("parses");
         let rendered: Vec<String> = parsed.match_expressions.iter().map(ToString::to_string).collect();
         assert_eq!(rendered, ["a=1", "b notin (x,y)", "!c", "d"]);
+    }
+
+    #[test]
+    fn label_sets_as_kubectl_users_write_them() {
+        let ok = |text: &str, want: &[(&str, &str)]| {
+            assert_eq!(parse_labels(text), Ok(labels(want)), "{text}");
+        };
+        ok("app=foo", &[("app", "foo")]);
+        ok("app==foo", &[("app", "foo")]);
+        ok("app=foo,version=v1", &[("app", "foo"), ("version", "v1")]);
+        ok(" app = foo , version==v1 ", &[("app", "foo"), ("version", "v1")]);
+        ok("canary=", &[("canary", "")]);
+        ok("app.kubernetes.io/name=x", &[("app.kubernetes.io/name", "x")]);
+        ok("example.com/My_Name.v-2=Some.Value_1", &[("example.com/My_Name.v-2", "Some.Value_1")]);
+        ok("a=1,a=1", &[("a", "1")]);
+        ok("", &[]);
+        ok("  ", &[]);
+        let longest_name = "n".repeat(63);
+        let longest_prefix = format!("{}.{}", "p".repeat(126), "q".repeat(126));
+        let key = format!("{longest_prefix}/{longest_name}");
+        ok(&format!("{key}={}", "v".repeat(63)), &[(&key, &"v".repeat(63))]);
+    }
+
+    #[test]
+    fn label_sets_refuse_selector_terms_duplicates_and_bad_keys_and_values() {
+        let err = |text: &str| parse_labels(text).expect_err(text).to_string();
+        assert_eq!(
+            err("a!=b"),
+            r#""a!=b" is a selector requirement (key != value), not a label: a label is key=value"#
+        );
+        assert_eq!(
+            err("app=x,tier in (web,db)"),
+            r#""tier in (web,db)" is a selector requirement (key in/notin a set of values), not a label: a label is key=value"#
+        );
+        assert_eq!(
+            err("tier notin (web)"),
+            r#""tier notin (web)" is a selector requirement (key in/notin a set of values), not a label: a label is key=value"#
+        );
+        assert_eq!(
+            err("!canary"),
+            r#""!canary" is a selector requirement (the label is absent), not a label: a label is key=value"#
+        );
+        assert_eq!(
+            err("app=x,canary"),
+            r#""canary" is a selector requirement (the label exists), not a label: a label is key=value"#
+        );
+        assert_eq!(err("a=1,a=2"), r#"label a is given twice, as "1" and "2": a pod has one value per label"#);
+        assert_eq!(err("a=1,,b=2"), r#"empty label in "a=1,,b=2": labels are key=value pairs separated by commas"#);
+        assert_eq!(err("a=1,"), r#"empty label in "a=1,": labels are key=value pairs separated by commas"#);
+        assert_eq!(err("=v"), r#"invalid label key "": the name must be non-empty"#);
+        assert_eq!(err("example.com/=v"), r#"invalid label key "example.com/": the name must be non-empty"#);
+        assert_eq!(err("/name=v"), r#"invalid label key "/name": the prefix before '/' must be non-empty"#);
+        assert_eq!(
+            err("a/b/c=v"),
+            r#"invalid label key "a/b/c": a key has at most one '/' (an optional DNS subdomain prefix, then the name)"#
+        );
+        assert_eq!(
+            err("Example.com/name=v"),
+            r#"invalid label key "Example.com/name": the prefix "Example.com" must be a lowercase DNS subdomain (a-z, 0-9, '-' and '.', each part starting and ending with a letter or digit, e.g. example.com)"#
+        );
+        assert!(err("-example.com/name=v").contains(r#"the prefix "-example.com" must be a lowercase DNS subdomain"#));
+        assert!(err("example..com/name=v").contains(r#"the prefix "example..com" must be a lowercase DNS subdomain"#));
+        assert!(err("exa_mple.com/name=v").contains(r#"the prefix "exa_mple.com" must be"#));
+        let long_prefix = format!("{}/n=v", "p".repeat(254));
+        assert_eq!(
+            err(&long_prefix),
+            format!(
+                "invalid label key {:?}: the prefix must be no more than 253 characters (it has 254)",
+                &long_prefix[..256]
+            )
+        );
+        let long_name = format!("{}=v", "n".repeat(64));
+        assert_eq!(
+            err(&long_name),
+            format!("invalid label key {:?}: the name must be no more than 63 characters (it has 64)", "n".repeat(64))
+        );
+        for bad in ["-app", "app-", "_app", "app.", "a b", "ap%p", "äpp"] {
+            assert_eq!(
+                err(&format!("{bad}=v")),
+                format!(
+                    "invalid label key {bad:?}: the name {bad:?} must consist of letters, digits, '-', '_' or '.', and \
+                     start and end with a letter or digit"
+                ),
+                "{bad}"
+            );
+        }
+        for bad in ["-v", "v-", ".v", "v_", "a b", "a/b", "v=1", "é"] {
+            assert_eq!(
+                err(&format!("app={bad}")),
+                format!(
+                    "invalid value {bad:?} for label app: a label value must be empty or consist of letters, digits, \
+                     '-', '_' or '.', and start and end with a letter or digit"
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            err(&format!("app={}", "v".repeat(64))),
+            format!(
+                "invalid value {:?} for label app: a label value must be no more than 63 characters (it has 64)",
+                "v".repeat(64)
+            )
+        );
+        assert!(matches!(parse_labels("a=1,a=2"), Err(LabelsError::Conflict { .. })));
+    }
+
+    #[test]
+    fn text_form_checks_keys_and_values() {
+        let err = |text: &str| LabelSelector::parse(text).expect_err(text).to_string();
+        assert_eq!(
+            err("app=foo,Bad.Prefix/x=1"),
+            r#"invalid label key "Bad.Prefix/x": the prefix "Bad.Prefix" must be a lowercase DNS subdomain (a-z, 0-9, '-' and '.', each part starting and ending with a letter or digit, e.g. example.com) in label selector "app=foo,Bad.Prefix/x=1""#
+        );
+        assert!(err("!-x").starts_with(r#"invalid label key "-x": the name "-x" must consist"#));
+        assert!(err(&"k".repeat(64)).contains("the name must be no more than 63 characters (it has 64)"));
+        assert!(err("app!=-v").starts_with(r#"invalid value "-v" for label app: a label value must be empty"#));
+        assert!(err("app in (ok, bad_)").starts_with(r#"invalid value "bad_" for label app"#));
+        assert!(err("app notin (x y)").starts_with(r#"invalid value "x y" for label app"#));
+        assert!(err(&format!("app={}", "v".repeat(64))).contains("no more than 63 characters (it has 64)"));
+        // Valid prefixed keys and empty values still parse.
+        let s = LabelSelector::parse("app.kubernetes.io/name=x,canary=,example.com/t in (a.b, c-d)").expect("parses");
+        assert!(s.matches(&labels(&[("app.kubernetes.io/name", "x"), ("canary", ""), ("example.com/t", "c-d")])));
     }
 }

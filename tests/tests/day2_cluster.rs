@@ -271,6 +271,24 @@ fn check_inject_live_verdicts() -> Result<()> {
     let out = c.run(&["check-inject", "-n", "off", "-l", "app=new"])?;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
+    // -l gives the labels of a pod to be created: prefixed keys and empty values are labels too.
+    let out = c.run(&["check-inject", "-n", "cart", "-l", "app.kubernetes.io/name==new, canary="])?;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("(revision canary)"), "{t}");
+    let out = c.run(&["check-inject", "-n", "cart", "-l", "app=new,version in (v1,v2)"])?;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("\"version in (v1,v2)\" is a selector requirement")
+            && t.contains("-l here describes the labels of a pod to be created, so it needs key=value pairs"),
+        "{t}"
+    );
+    let out = c.run(&["check-inject", "-n", "cart", "-l", "app=a,app=b"])?;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("label app is given twice, as \"a\" and \"b\""), "{t}");
+
     let out = c.run(&["check-inject", "statefulset/db", "-n", "cart"])?;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");

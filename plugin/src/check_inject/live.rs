@@ -3,9 +3,9 @@
 //! every MutatingWebhookConfiguration the cluster has, its namespace's labels and the config each mesh
 //! webhook serves. The verdicts and exit codes are the offline check's ([`super::check`]).
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use mesh_core::inject::InjectConfig;
-use mesh_core::selector::{LabelSelector, SelectorOperator, labels_of};
+use mesh_core::selector::{LabelsError, labels_of};
 use serde_json::{Map, Value, json};
 
 use super::webhooks::{fetch_webhooks, read_config};
@@ -38,19 +38,20 @@ pub fn parse_target(text: &str) -> anyhow::Result<Target> {
     Ok(Target::Object(resource, name.to_string()))
 }
 
-/// Parses `-l app=foo,version=v1` into the labels of a new pod (only `key=value` pairs make labels).
+/// Parses `-l app=foo,version=v1` into the labels of a new pod ([`mesh_core::selector::parse_labels`]:
+/// `key=value` pairs with Kubernetes' rules for keys and values; selector terms are refused).
 pub fn parse_labels(text: &str) -> anyhow::Result<Target> {
-    let selector = LabelSelector::parse(text).with_context(|| format!("invalid -l {text:?}"))?;
-    let mut labels = Map::new();
-    for r in &selector.match_expressions {
-        match (r.operator, r.values.as_slice()) {
-            (SelectorOperator::In, [one]) => {
-                labels.insert(r.key.clone(), json!(one));
+    let labels = mesh_core::selector::parse_labels(text).map_err(|e| {
+        let why = match e {
+            LabelsError::NotALabel { .. } => {
+                "; -l here describes the labels of a pod to be created, so it needs key=value pairs, \
+                 e.g. -l app=reviews,version=v2"
             }
-            _ => bail!("invalid -l {text:?}: {r} does not give a label; the pod's labels are key=value pairs"),
-        }
-    }
-    Ok(Target::Labels(labels))
+            _ => "",
+        };
+        anyhow::anyhow!("invalid -l {text:?}: {e}{why}")
+    })?;
+    Ok(Target::Labels(labels.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
 }
 
 /// Runs the live check.
@@ -126,7 +127,21 @@ mod tests {
         assert!(parse_target("web").is_err());
         let Target::Labels(l) = parse_labels("app=foo,version=v1").unwrap() else { panic!() };
         assert_eq!(Value::Object(l), json!({"app": "foo", "version": "v1"}));
+        let Target::Labels(l) = parse_labels("app.kubernetes.io/name==x, canary=").unwrap() else { panic!() };
+        assert_eq!(Value::Object(l), json!({"app.kubernetes.io/name": "x", "canary": ""}));
         let err = parse_labels("app in (a,b)").unwrap_err().to_string();
-        assert!(err.contains("key=value"), "{err}");
+        assert_eq!(
+            err,
+            "invalid -l \"app in (a,b)\": \"app in (a,b)\" is a selector requirement (key in/notin a set of values), \
+             not a label: a label is key=value; -l here describes the labels of a pod to be created, so it needs \
+             key=value pairs, e.g. -l app=reviews,version=v2"
+        );
+        let err = parse_labels("app=a,app=b").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid -l \"app=a,app=b\": label app is given twice, as \"a\" and \"b\": a pod has one value per label"
+        );
+        let err = parse_labels("app=-x").unwrap_err().to_string();
+        assert!(err.starts_with("invalid -l \"app=-x\": invalid value \"-x\" for label app: "), "{err}");
     }
 }
