@@ -2,7 +2,7 @@
 //! pod, whether its sidecar is current ([`mesh_core::drift`]), outdated, or missing.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 
 use anyhow::Context;
@@ -210,6 +210,7 @@ pub fn build(
         ns_webhooks.insert(name, selecting);
     }
     let mut cache: HashMap<(usize, u64), Outcome> = HashMap::new();
+    let mut kept_labels: HashMap<usize, BTreeSet<String>> = HashMap::new();
     let mut served_by: HashMap<String, BTreeMap<usize, usize>> = HashMap::new();
     let mut out_pods = Vec::new();
     for pod in pods {
@@ -239,11 +240,18 @@ pub fn build(
             None => continue,
             Some(&w) => {
                 *served_by.entry(namespace.clone()).or_default().entry(w).or_default() += 1;
-                let key = (w, template_key(pod));
+                let injector = webhooks[w]
+                    .injector(config_for)
+                    .map_err(|e| anyhow::anyhow!(e))
+                    .with_context(|| format!("webhook {}", webhooks[w].name))?;
+                let kept = kept_labels
+                    .entry(w)
+                    .or_insert_with(|| injector.map(|i| selector_label_keys(i.config())).unwrap_or_default());
+                let key = (w, template_key(pod, kept));
                 match cache.get(&key) {
                     Some(o) => o.clone(),
                     None => {
-                        let o = outcome(&webhooks[w], pod, injected, config_for)?;
+                        let o = outcome(injector, pod, injected);
                         cache.insert(key, o.clone());
                         o
                     }
@@ -307,27 +315,23 @@ fn row(namespace: &str, labels: &Map<String, Value>, webhooks: &[Webhook], servi
     }
 }
 
-fn outcome(webhook: &Webhook, pod: &Value, injected: bool, config_for: &ConfigFor) -> anyhow::Result<Outcome> {
-    let Some(injector) = webhook
-        .injector(config_for)
-        .map_err(|e| anyhow::anyhow!(e))
-        .with_context(|| format!("webhook {}", webhook.name))?
-    else {
-        return Ok(if injected { Outcome::Unchecked } else { Outcome::NotInjected });
+fn outcome(injector: Option<&Injector>, pod: &Value, injected: bool) -> Outcome {
+    let Some(injector) = injector else {
+        return if injected { Outcome::Unchecked } else { Outcome::NotInjected };
     };
     if injected {
-        return Ok(match mesh_core::drift::differences(pod, injector) {
+        return match mesh_core::drift::differences(pod, injector) {
             Ok(d) if d.is_empty() => Outcome::Current,
             Ok(d) => Outcome::Outdated(d),
             Err(e) => Outcome::Outdated(vec![e.to_string()]),
-        });
+        };
     }
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
     let req = InjectRequest { namespace, nodes_support_native_sidecars: true, ..Default::default() };
-    Ok(match injector.inject(pod, &req) {
+    match injector.inject(pod, &req) {
         Decision::Patch(_) => Outcome::NotInjected,
         Decision::Skip(_) | Decision::Deny(_) => Outcome::LeftAlone,
-    })
+    }
 }
 
 /// The pod's workload (`deployment/reviews`) and the command that restarts it.
@@ -342,16 +346,39 @@ pub fn owner_and_restart(pod: &Value, namespace: &str, name: &str) -> (String, S
     (owner, restart)
 }
 
+/// The label keys an injector config's `neverInjectSelector` and `alwaysInjectSelector` name: labels
+/// that can change its decision, so [`template_key`] keeps them whatever their value.
+pub fn selector_label_keys(cfg: &InjectConfig) -> BTreeSet<String> {
+    cfg.never_inject_selector
+        .iter()
+        .chain(&cfg.always_inject_selector)
+        .flat_map(|s| s.match_labels.keys().chain(s.match_expressions.iter().map(|e| &e.key)))
+        .cloned()
+        .collect()
+}
+
+/// The label the StatefulSet controller sets to the pod's name.
+pub const STATEFULSET_POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
+/// The label the StatefulSet controller sets to the pod's ordinal.
+pub const STATEFULSET_POD_INDEX: &str = "apps.kubernetes.io/pod-index";
+
+/// What stands in the key for a per-pod value the controller wrote (no real value contains `<`).
+const PER_POD: &str = "<per pod>";
+
 /// A hash of everything about a pod that its injection and comparison read: pods of one owner with
-/// the same template (and the same sidecar) hash the same, whatever their names, nodes and
-/// service-account token volumes.
-pub fn template_key(pod: &Value) -> u64 {
+/// the same template (and the same sidecar) hash the same, whatever their names (when generated:
+/// the injector derives the workload from the owner then), nodes and service-account token volumes.
+/// The per-pod fields a StatefulSet or DaemonSet controller writes count only when they are not
+/// exactly what the controller writes for this pod ([`per_pod_fields_replaced`]); labels in `kept`
+/// (the ones the config's selectors name, [`selector_label_keys`]) always count.
+pub fn template_key(pod: &Value, kept: &BTreeSet<String>) -> u64 {
+    let replaced = per_pod_fields_replaced(pod, kept);
+    let pod = replaced.as_ref().unwrap_or(pod);
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    let controlled = pod
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|r| r.iter().any(|o| o.get("controller").and_then(Value::as_bool) == Some(true)));
-    let volatile_meta: &[&str] = if controlled {
+    // The injector reads the name of a pod whose name is not generated (its workload is the pod).
+    let generated = controller_of(pod).is_some()
+        && pod.pointer("/metadata/generateName").and_then(Value::as_str).is_some_and(|g| !g.is_empty());
+    let volatile_meta: &[&str] = if generated {
         &["name", "uid", "resourceVersion", "creationTimestamp", "managedFields", "selfLink"]
     } else {
         &["uid", "resourceVersion", "creationTimestamp", "managedFields", "selfLink"]
@@ -374,6 +401,91 @@ pub fn template_key(pod: &Value) -> u64 {
         }
     }
     h.finish()
+}
+
+/// The pod's controller: its `kind` and `name`.
+fn controller_of(pod: &Value) -> Option<(&str, &str)> {
+    let refs = pod.pointer("/metadata/ownerReferences").and_then(Value::as_array)?;
+    let owner = refs.iter().find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))?;
+    Some((owner.get("kind").and_then(Value::as_str)?, owner.get("name").and_then(Value::as_str)?))
+}
+
+/// A copy of a StatefulSet's or DaemonSet's pod with the per-pod fields its controller writes replaced
+/// by a placeholder, each only where it holds exactly the controller's value for this pod: the
+/// StatefulSet's `statefulset.kubernetes.io/pod-name` (the pod's name) and `apps.kubernetes.io/pod-index`
+/// (the ordinal ending the name `<statefulset>-<ordinal>`) labels unless in `kept`, `spec.hostname`
+/// (the name) and the claim names `<volume>-<pod name>` of its volumes; the DaemonSet's node affinity,
+/// when it is the single `matchFields` `metadata.name In [node]` term the controller writes (for the
+/// pod's node, once scheduled). `None` for other pods and when nothing is replaced. The injector reads
+/// none of these fields, so pods that differ only in them get the same outcome.
+pub fn per_pod_fields_replaced(pod: &Value, kept: &BTreeSet<String>) -> Option<Value> {
+    let (kind, owner) = controller_of(pod)?;
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str)?;
+    let mut out = pod.clone();
+    let mut replaced = false;
+    let mut replace = |at: Option<&mut Value>, want: &str, with: Value| {
+        if let Some(v) = at.filter(|v| v.as_str() == Some(want)) {
+            *v = with;
+            replaced = true;
+        }
+    };
+    match kind {
+        "StatefulSet" => {
+            let ordinal = name
+                .strip_prefix(owner)
+                .and_then(|r| r.strip_prefix('-'))
+                .filter(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()));
+            for (label, want) in [(STATEFULSET_POD_NAME, Some(name)), (STATEFULSET_POD_INDEX, ordinal)] {
+                let Some(want) = want.filter(|_| !kept.contains(label)) else { continue };
+                replace(
+                    out.pointer_mut(&format!("/metadata/labels/{}", label.replace('/', "~1"))),
+                    want,
+                    json!(PER_POD),
+                );
+            }
+            replace(out.pointer_mut("/spec/hostname"), name, json!(PER_POD));
+            let volumes = out.pointer_mut("/spec/volumes").and_then(Value::as_array_mut).into_iter().flatten();
+            for v in volumes {
+                let Some(volume) = v.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
+                let want = format!("{volume}-{name}");
+                replace(v.pointer_mut("/persistentVolumeClaim/claimName"), &want, json!(format!("{volume}-{PER_POD}")));
+            }
+        }
+        "DaemonSet" => {
+            let required = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution";
+            let node = pod.pointer(required).and_then(daemonset_node);
+            let scheduled = pod.pointer("/spec/nodeName").and_then(Value::as_str);
+            if let Some(node) = node.filter(|n| scheduled.is_none_or(|s| s == *n)) {
+                let values = format!("{required}/nodeSelectorTerms/0/matchFields/0/values/0");
+                replace(out.pointer_mut(&values), node, json!(PER_POD));
+            }
+        }
+        _ => {}
+    }
+    replaced.then_some(out)
+}
+
+/// The node of the node selector the DaemonSet controller writes into each of its pods, exactly
+/// `{nodeSelectorTerms: [{matchFields: [{key: metadata.name, operator: In, values: [NODE]}]}]}`.
+fn daemonset_node(required: &Value) -> Option<&str> {
+    fn one(v: &Value) -> Option<&Value> {
+        v.as_array().filter(|a| a.len() == 1).and_then(|a| a.first())
+    }
+    let obj = |v: &Value, keys: &[&str]| {
+        v.as_object().filter(|o| o.len() == keys.len() && keys.iter().all(|k| o.contains_key(*k))).is_some()
+    };
+    if !obj(required, &["nodeSelectorTerms"]) {
+        return None;
+    }
+    let term = one(required.get("nodeSelectorTerms")?)?;
+    if !obj(term, &["matchFields"]) {
+        return None;
+    }
+    let req = one(term.get("matchFields")?)?;
+    if !obj(req, &["key", "operator", "values"]) || req["key"] != "metadata.name" || req["operator"] != "In" {
+        return None;
+    }
+    one(&req["values"])?.as_str()
 }
 
 /// Hashes a JSON value; with `skip_token`, list entries named `kube-api-access-*` (the API server's
