@@ -23,6 +23,7 @@
 
 mod admission;
 mod crd;
+pub mod defaulting;
 mod discovery;
 mod meta;
 mod portforward;
