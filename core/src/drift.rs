@@ -278,7 +278,17 @@ fn resources(v: Option<&Value>) -> std::collections::BTreeMap<String, String> {
     out
 }
 
-/// A copy without the values the API server fills in by default, and without empty maps.
+/// Whether `a` and `b` are the same pod once the API server has read them: equal but for what its
+/// decoding into the Go types and its defaulting change (member order, the values it fills in by
+/// default, zero values and empty lists it leaves out, requests it copies from limits, the
+/// spelling of quantities). A pod reviewed again after the API server applied a patch compares
+/// equal to itself with the patch's parts as the injector writes them.
+pub fn same_pod(a: &Value, b: &Value) -> bool {
+    normalised(a) == normalised(b)
+}
+
+/// A copy without the values the API server fills in by default, and without empty maps, empty
+/// lists and nulls.
 fn normalised(v: &Value) -> Value {
     normalised_at("", v)
 }
@@ -290,44 +300,124 @@ fn normalised_at(parent: &str, v: &Value) -> Value {
     v
 }
 
-/// Defaults the API server writes: `(parent key or "*", key, value)`.
-const DEFAULTS: [(&str, &str, &str); 12] = [
+/// Defaults the API server writes, and zero values its encoder leaves out: `(parent key, "*probe"
+/// for any probe or "*container" for any container list, key, value)`.
+const DEFAULTS: [(&str, &str, &str); 29] = [
     ("fieldRef", "apiVersion", "\"v1\""),
     ("httpGet", "scheme", "\"HTTP\""),
+    ("httpGet", "path", "\"/\""),
+    ("grpc", "service", "\"\""),
     ("*probe", "successThreshold", "1"),
     ("*probe", "timeoutSeconds", "1"),
     ("*probe", "periodSeconds", "10"),
     ("*probe", "failureThreshold", "3"),
+    ("*probe", "initialDelaySeconds", "0"),
     ("configMap", "defaultMode", "420"),
     ("secret", "defaultMode", "420"),
     ("downwardAPI", "defaultMode", "420"),
     ("projected", "defaultMode", "420"),
     ("serviceAccountToken", "expirationSeconds", "3600"),
+    ("hostPath", "type", "\"\""),
     ("ports", "protocol", "\"TCP\""),
+    ("ports", "hostPort", "0"),
+    ("env", "value", "\"\""),
+    ("volumeMounts", "readOnly", "false"),
+    ("resourceFieldRef", "divisor", "\"0\""),
+    ("*container", "terminationMessagePath", "\"/dev/termination-log\""),
+    ("*container", "terminationMessagePolicy", "\"File\""),
+    ("*container", "workingDir", "\"\""),
+    ("spec", "dnsPolicy", "\"ClusterFirst\""),
+    ("spec", "restartPolicy", "\"Always\""),
+    ("spec", "terminationGracePeriodSeconds", "30"),
+    ("spec", "schedulerName", "\"default-scheduler\""),
+    ("spec", "enableServiceLinks", "true"),
+    ("spec", "hostNetwork", "false"),
 ];
 
+/// Fields holding a Kubernetes quantity, and maps of them, compared in canonical form.
+const QUANTITIES: [&str; 2] = ["sizeLimit", "divisor"];
+const QUANTITY_MAPS: [&str; 2] = ["requests", "limits"];
+
 fn strip_defaults(parent: &str, v: &mut Value) {
+    fn matches(p: &str, parent: &str) -> bool {
+        p == parent
+            || (p == "*probe" && parent.ends_with("Probe"))
+            || (p == "*container" && matches!(parent, "containers" | "initContainers" | "ephemeralContainers"))
+    }
     fn walk(parent: &str, v: &mut Value) {
         match v {
             Value::Object(map) => {
-                let probe = parent.ends_with("Probe");
+                if matches("*container", parent) {
+                    container_defaults(map);
+                }
+                if parent == "resources" {
+                    requests_from_limits(map);
+                }
+                if QUANTITY_MAPS.contains(&parent) {
+                    map.values_mut().for_each(canonical_quantity);
+                }
                 map.retain(|k, val| {
                     let text = val.to_string();
-                    !DEFAULTS.iter().any(|(p, key, default)| {
-                        key == k && *default == text && (*p == parent || (*p == "*probe" && probe))
-                    })
+                    !DEFAULTS.iter().any(|(p, key, default)| key == k && *default == text && matches(p, parent))
                 });
                 for (k, val) in map.iter_mut() {
                     walk(k, val);
                 }
-                map.retain(|_, val| !matches!(val, Value::Object(m) if m.is_empty()));
+                map.retain(|_, val| match val {
+                    Value::Object(m) => !m.is_empty(),
+                    Value::Array(items) => !items.is_empty(),
+                    Value::Null => false,
+                    _ => true,
+                });
             }
             Value::Array(items) => items.iter_mut().for_each(|i| walk(parent, i)),
+            _ if QUANTITIES.contains(&parent) => canonical_quantity(v),
             _ => {}
         }
     }
     walk(parent, v);
 }
 
+/// Drops a container's `imagePullPolicy` when it is the one the API server gives its image
+/// (`Always` for `:latest` or no tag, `IfNotPresent` otherwise).
+fn container_defaults(container: &mut Map<String, Value>) {
+    let image = container.get("image").and_then(Value::as_str).unwrap_or("");
+    let (name, digest) = image.split_once('@').map_or((image, false), |(name, _)| (name, true));
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let latest = match last.split_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => !digest,
+    };
+    let default = if latest { "Always" } else { "IfNotPresent" };
+    if container.get("imagePullPolicy").and_then(Value::as_str) == Some(default) {
+        container.remove("imagePullPolicy");
+    }
+}
+
+/// Drops the requests that equal the limits (the API server copies a limit to a missing request).
+fn requests_from_limits(resources: &mut Map<String, Value>) {
+    let Some(Value::Object(limits)) = resources.get("limits") else { return };
+    let mut limits = limits.clone();
+    limits.values_mut().for_each(canonical_quantity);
+    if let Some(Value::Object(requests)) = resources.get_mut("requests") {
+        requests.retain(|k, q| {
+            canonical_quantity(q);
+            limits.get(k) != Some(q)
+        });
+    }
+}
+
+/// A quantity (string or number) in its canonical text; anything else as it is.
+fn canonical_quantity(v: &mut Value) {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return,
+    };
+    if let Ok(canonical) = crate::inject::quantity::canonical(&text) {
+        *v = Value::String(canonical);
+    }
+}
+
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

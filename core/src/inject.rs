@@ -157,9 +157,23 @@ fn decide(
         return Decision::Skip(reason);
     }
     match token_mounts::keep(pod, |pod| plan::plan(pod, workload, req, cfg, prebuilt)) {
+        Ok(ops) if !ops.is_empty() && carries_the_result(pod, &ops) => Decision::Patch(json_patch::Patch(Vec::new())),
         Ok(ops) => Decision::Patch(json_patch::Patch(ops)),
         Err(message) => Decision::Deny(message),
     }
+}
+
+/// Whether `pod`, already injected, is the result of `ops` as the API server holds it: the
+/// re-review after the API server decoded the patched pod into its Go types and defaulted it
+/// (member order, `terminationMessagePath`, `imagePullPolicy`, probe thresholds, ...), which only
+/// [`crate::drift::same_pod`] tells apart from the patch's own spelling. Such a pod needs no patch.
+fn carries_the_result(pod: &Value, ops: &[json_patch::PatchOperation]) -> bool {
+    let injected = at(pod, "/metadata/annotations").and_then(|a| a.get(crate::names::SIDECAR_STATUS)).is_some();
+    if !injected {
+        return false;
+    }
+    let mut result = pod.clone();
+    json_patch::patch(&mut result, ops).is_ok() && crate::drift::same_pod(pod, &result)
 }
 
 /// The owning workload, from the pod's controller reference, as Istio's webhook derives it.

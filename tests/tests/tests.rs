@@ -27,5 +27,6 @@ mod proxy_status_bench;
 mod proxy_status_e2e;
 mod webhook_hostile;
 mod webhook_https;
+mod webhook_rereview;
 mod webhook_selfsigned;
 mod xds_discovery;

@@ -170,3 +170,130 @@ fn image_change_text() {
     assert_eq!(image_change("a/proxyv2:1", "b/envoy:2"), "proxyv2:1 → envoy:2");
     assert_eq!(image_change("localhost:5000/proxy", "localhost:5000/proxy:2"), "proxy → 2");
 }
+
+/// `pod` as the API server writes it back after decoding it into its Go types and defaulting it:
+/// every object's members in another order, and the defaults of `pkg/apis/core/v1/defaults.go` on
+/// containers (termination message, pull policy, ports, env, probes, requests from limits) and
+/// volumes. (The test API server's `defaulting` module models the real encoder in full; this is
+/// the part the injector writes.)
+pub(crate) fn read_back(pod: &Value) -> Value {
+    fn fill(parent: &str, v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                let mut set = |key: &str, value: Value| {
+                    map.entry(key).or_insert(value);
+                };
+                match parent {
+                    "containers" | "initContainers" => {
+                        set("terminationMessagePath", json!("/dev/termination-log"));
+                        set("terminationMessagePolicy", json!("File"));
+                        set("resources", json!({}));
+                    }
+                    "ports" => set("protocol", json!("TCP")),
+                    "fieldRef" => set("apiVersion", json!("v1")),
+                    "resourceFieldRef" => set("divisor", json!("0")),
+                    "httpGet" => set("scheme", json!("HTTP")),
+                    "configMap" | "secret" | "downwardAPI" | "projected" => set("defaultMode", json!(420)),
+                    "serviceAccountToken" => set("expirationSeconds", json!(3600)),
+                    p if p.ends_with("Probe") => {
+                        for (k, d) in [("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1)] {
+                            set(k, json!(d));
+                        }
+                        set("failureThreshold", json!(3));
+                    }
+                    _ => {}
+                }
+                if matches!(parent, "containers" | "initContainers") {
+                    let image = map.get("image").and_then(Value::as_str).unwrap_or("");
+                    let policy = if image.ends_with(":latest") { "Always" } else { "IfNotPresent" };
+                    map.entry("imagePullPolicy").or_insert(json!(policy));
+                    if let Some(Value::Object(r)) = map.get_mut("resources")
+                        && let Some(limits) = r.get("limits").cloned()
+                    {
+                        let requests = r.entry("requests").or_insert(json!({}));
+                        for (k, q) in limits.as_object().into_iter().flatten() {
+                            requests.as_object_mut().unwrap().entry(k.clone()).or_insert(q.clone());
+                        }
+                    }
+                }
+                if parent == "env" && map.get("value") == Some(&json!("")) {
+                    map.remove("value");
+                }
+                if parent == "volumeMounts" && map.get("readOnly") == Some(&json!(false)) {
+                    map.remove("readOnly");
+                }
+                for (k, v) in map.iter_mut() {
+                    fill(k, v);
+                }
+                // Go writes its own member order.
+                let members: Vec<(String, Value)> = std::mem::take(map).into_iter().rev().collect();
+                map.extend(members);
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| fill(parent, i)),
+            _ => {}
+        }
+    }
+    let mut pod = pod.clone();
+    fill("", &mut pod);
+    pod
+}
+
+fn empty() -> Decision {
+    Decision::Patch(json_patch::Patch(Vec::new()))
+}
+
+fn req() -> InjectRequest<'static> {
+    InjectRequest { namespace: "shop", nodes_support_native_sidecars: true, ..Default::default() }
+}
+
+#[test]
+fn same_pod_ignores_what_the_api_server_writes_back() {
+    for yaml in ["{}", "nativeSidecars: disabled", "proxy: {resources: {limits: {cpu: '2000m', memory: 1Gi}}}"] {
+        let injector = config(yaml);
+        // The API server reads the pod before the first review too.
+        let once = injected(&read_back(&pod()), &injector);
+        let back = read_back(&once);
+        assert_ne!(back.to_string(), once.to_string(), "{yaml}: the server's form differs");
+        assert!(same_pod(&once, &back), "{yaml}");
+        assert_eq!(injector.inject(&back, &req()), empty(), "{yaml}: the re-review needs no patch");
+        assert_eq!(differences(&back, &injector).unwrap(), Vec::<String>::new(), "{yaml}");
+    }
+}
+
+/// Edits that matter are not defaults: the re-review of an edited pod is injected again, and the
+/// result is the fresh injection (as the API server reads it).
+#[test]
+fn edits_after_the_api_server_read_back_are_injected_again() {
+    let injector = config("{}");
+    let back = read_back(&injected(&read_back(&pod()), &injector));
+    fn proxy(pod: &mut Value) -> &mut Value {
+        let list = pod["spec"]["initContainers"].as_array_mut().unwrap();
+        list.iter_mut().find(|c| c["name"] == "istio-proxy").unwrap()
+    }
+    type Edit = (&'static str, fn(&mut Value));
+    let edits: [Edit; 6] = [
+        ("image", |p| proxy(p)["image"] = json!("example.com/proxy:9")),
+        ("removed container", |p| {
+            p["spec"]["initContainers"].as_array_mut().unwrap().retain(|c| c["name"] != "istio-proxy")
+        }),
+        ("env", |p| proxy(p)["env"].as_array_mut().unwrap().retain(|e| e["name"] != "ISTIO_META_MESH_ID")),
+        ("probe", |p| proxy(p)["readinessProbe"]["timeoutSeconds"] = json!(30)),
+        ("pull policy", |p| proxy(p)["imagePullPolicy"] = json!("Never")),
+        ("removed volume", |p| p["spec"]["volumes"].as_array_mut().unwrap().retain(|v| v["name"] != "istio-envoy")),
+    ];
+    for (what, edit) in edits {
+        let mut edited = back.clone();
+        edit(&mut edited);
+        assert!(!same_pod(&edited, &back), "{what}");
+        let Decision::Patch(patch) = injector.inject(&edited, &req()) else { panic!("{what}: not injected") };
+        assert!(!patch.0.is_empty(), "{what}: needs a patch");
+        let mut fixed = edited.clone();
+        json_patch::patch(&mut fixed, &patch).unwrap();
+        if what == "removed container" {
+            // The agent's probe settings went with the container: it comes back without them.
+            assert!(fixed["spec"]["initContainers"].as_array().unwrap().iter().any(|c| c["name"] == "istio-proxy"));
+        } else {
+            assert!(same_pod(&fixed, &back), "{what}: the patch restores the injection");
+        }
+    }
+}

@@ -659,6 +659,21 @@ proptest! {
             prop_assert_eq!(inject(&re_review, &req(), &cfg), Decision::Patch(json_patch::Patch(Vec::new())));
         }
     }
+
+    /// The same when the API server also decoded the patched pod into its Go types and defaulted
+    /// it (as it does after every patch, and before the first review): the re-review differs from
+    /// the injection by member order and defaults only, and gets an empty patch.
+    #[test]
+    fn re_review_as_the_api_server_reads_it_back_is_an_empty_patch(pod in arb_pod(), cfg in arb_config()) {
+        use crate::drift::tests::read_back;
+        let pod = read_back(&with_service_account_token(&pod, "kube-api-access-8mhdn"));
+        if let Decision::Patch(patch) = inject(&pod, &req(), &cfg) {
+            let mut once = pod.clone();
+            json_patch::patch(&mut once, &patch).unwrap();
+            let re_review = read_back(&with_service_account_token(&once, "kube-api-access-8mhdn"));
+            prop_assert_eq!(inject(&re_review, &req(), &cfg), Decision::Patch(json_patch::Patch(Vec::new())));
+        }
+    }
 }
 
 /// Every annotation the template reads, for [`injector_answers_as_inject`].

@@ -18,11 +18,11 @@ use base64::Engine as _;
 use mesh_core::selector::{LabelSelector, labels_of};
 use serde_json::{Value, json};
 
-use super::meta;
 use super::resource::ResourceType;
 use super::shared::{Shared, lock};
 use super::status::ApiError;
 use super::store::Filter;
+use super::{defaulting, meta};
 
 /// Where the ServiceAccount plugin mounts the token volume.
 pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -597,10 +597,16 @@ impl<T: Transport, P: FnMut(&mut Value) -> Result<(), Rejection>> Chain<'_, T, P
         namespace: &Value,
     ) -> Result<Value, Rejection> {
         let mut state = Reinvocation::default();
+        // The server holds a pod as its Go type: read from the request's body, and encoded for
+        // every review after the in-tree plugins changed it.
+        let read = |object: Value| if is_pod(attrs) { defaulting::decoded_pod(&object) } else { object };
+        object = read(object);
         (self.in_tree)(&mut object)?;
+        object = read(object);
         self.dispatch(&mut object, attrs, namespace, &mut state, false).await?;
         if state.should_reinvoke {
             (self.in_tree)(&mut object)?;
+            object = read(object);
             self.dispatch(&mut object, attrs, namespace, &mut state, true).await?;
         }
         Ok(object)
@@ -688,7 +694,7 @@ impl<T: Transport, P: FnMut(&mut Value) -> Result<(), Rejection>> Chain<'_, T, P
             Ok(answer) => {
                 record.allowed = answer.allowed;
                 record.patch = answer.patch.clone();
-                apply(hook, object, answer)
+                apply(hook, object, answer, is_pod(attrs))
             }
         };
         self.calls.push(record);
@@ -713,6 +719,11 @@ impl<T: Transport, P: FnMut(&mut Value) -> Result<(), Rejection>> Chain<'_, T, P
     }
 }
 
+/// Whether the request is for a core v1 Pod.
+fn is_pod(attrs: &Attributes) -> bool {
+    attrs.group.is_empty() && attrs.resource == "pods"
+}
+
 /// Why a call did not admit the object.
 enum CallError {
     /// No valid answer (`ErrCallingWebhook`): the failure policy decides.
@@ -721,8 +732,10 @@ enum CallError {
     Rejected(Rejection),
 }
 
-/// Applies an answer to `object`: `Ok(changed)`.
-fn apply(hook: &Hook, object: &mut Value, answer: Answer) -> Result<bool, CallError> {
+/// Applies an answer to `object`: `Ok(changed)`. A pod is decoded again after a non-empty patch
+/// ([`defaulting::decoded_pod`]), as the real server decodes the patched JSON into its Go type and
+/// defaults it.
+fn apply(hook: &Hook, object: &mut Value, answer: Answer, is_pod: bool) -> Result<bool, CallError> {
     if !answer.allowed {
         return Err(CallError::Rejected(denial(&hook.name, answer.status.as_ref())));
     }
@@ -730,10 +743,16 @@ fn apply(hook: &Hook, object: &mut Value, answer: Answer) -> Result<bool, CallEr
     let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
         CallError::Rejected(internal_error(&format!("decoding the patch of webhook {:?}: {e}", hook.name)))
     })?;
+    if ops.0.is_empty() {
+        return Ok(false);
+    }
     let mut patched = object.clone();
     json_patch::patch(&mut patched, &ops).map_err(|e| {
         CallError::Rejected(internal_error(&format!("applying the patch of webhook {:?}: {e}", hook.name)))
     })?;
+    if is_pod {
+        patched = defaulting::decoded_pod(&patched);
+    }
     let changed = patched != *object;
     *object = patched;
     Ok(changed)

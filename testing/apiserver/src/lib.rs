@@ -23,6 +23,7 @@
 
 mod admission;
 mod crd;
+pub mod defaulting;
 mod discovery;
 mod meta;
 mod portforward;
@@ -48,7 +49,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio_rustls::TlsAcceptor;
 
-pub use admission::{AdmissionCall, TOKEN_MOUNT_PATH, TOKEN_VOLUME_PREFIX, token_volume_source};
+pub use admission::{AdmissionCall, TOKEN_MOUNT_PATH, TOKEN_VOLUME_PREFIX, service_account_admit, token_volume_source};
 pub use crd::{CrdError, read_crds};
 pub use resource::{PrinterColumn, ResourceType, Subresource, builtins};
 pub use status::ApiError;

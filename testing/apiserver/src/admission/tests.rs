@@ -358,6 +358,61 @@ fn an_injected_container_gets_the_token_and_the_injector_is_asked_again() {
     assert_ne!(chain.calls[0].uid, chain.calls[1].uid, "each call has its own uid");
 }
 
+/// After a webhook's patch the pod is decoded as the real server decodes it, so the reinvocation
+/// reviews the patched pod in the Go types' form: labels sorted, the added container defaulted
+/// and in field order. An empty patch leaves the pod as it was.
+#[test]
+fn the_reinvocation_reviews_the_patched_pod_decoded() {
+    let injector = hook("mesh", "sidecar-injector.istio.io", json!({"reinvocationPolicy": "IfNeeded"}));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let record = seen.clone();
+    let inject: Answerer = Box::new(move |r| {
+        let object = r["request"]["object"].clone();
+        record.lock().map_err(|e| e.to_string())?.push(object.clone());
+        let injected = object["metadata"]["annotations"].get("sidecar.istio.io/status").is_some();
+        Ok(allow(
+            r,
+            Some(if injected {
+                json!([])
+            } else {
+                json!([
+                    {"op": "add", "path": "/spec/containers/-",
+                     "value": {"ports": [{"containerPort": 15090}], "image": "proxyv2:1.28.0", "name": "istio-proxy"}},
+                    {"op": "add", "path": "/metadata/labels/aaa", "value": "x"},
+                    {"op": "add", "path": "/metadata/annotations", "value": {"sidecar.istio.io/status": "{}"}}])
+            }),
+        ))
+    });
+    let answers = Fake(HashMap::from([("sidecar-injector.istio.io".to_string(), inject)]));
+    // The ServiceAccount plugin mounts the token in the new container: the reason for the re-review.
+    let in_tree = |o: &mut Value| {
+        service_account_admit(o, None, || "kube-api-access-zzzzz".into());
+        Ok(())
+    };
+    let mut chain = chain(&answers, vec![injector], in_tree);
+    let admitted = futures::executor::block_on(chain.admit(pod(), &attrs(), &json!({})));
+    let admitted = admitted.unwrap_or_else(|e| panic!("{e:?}"));
+    let mut seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 2, "reviewed again");
+    assert_eq!(seen[1], admitted, "the empty patch changed nothing");
+    let text = seen[1].to_string();
+    assert_eq!(defaulting::decoded_pod(&seen[1]).to_string(), text, "the re-review is the decoded form");
+    let labels: Vec<&String> =
+        seen[1]["metadata"]["labels"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    assert_eq!(labels, ["aaa", "app"]);
+    let proxy = &mut seen[1]["spec"]["containers"][1];
+    assert_eq!(proxy["volumeMounts"][0]["name"], "kube-api-access-zzzzz");
+    proxy.as_object_mut().map(|p| p.shift_remove("volumeMounts"));
+    assert_eq!(
+        proxy.to_string(),
+        json!({"name": "istio-proxy", "image": "proxyv2:1.28.0",
+               "ports": [{"containerPort": 15090, "protocol": "TCP"}], "resources": {},
+               "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+               "imagePullPolicy": "IfNotPresent"})
+        .to_string()
+    );
+}
+
 #[test]
 fn failure_policy_fail_rejects_and_ignore_goes_on() {
     let run = |policy: &str| {
