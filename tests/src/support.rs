@@ -416,6 +416,18 @@ pub fn kubelet_update(dir: &Path, version: u32, files: &[(&str, &str)]) -> anyho
     Ok(())
 }
 
+/// Polls `check` every 100 ms until it holds; an error naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// A binary of this workspace's build (`kubectl-mesh`, `kubectl_complete-mesh`, ...), built with the
 /// others first if needed.
 pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {

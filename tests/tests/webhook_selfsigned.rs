@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use mesh_tests::apiserver::TestApiServer;
 use serde_json::{Value, json};
-use support::{Conn, Sent, Webhook, client_config_for};
+use support::{Conn, Sent, Webhook, client_config_for, wait_until};
 
 const NS: &str = "istio-system";
 const SECRET: &str = "mesh-webhook-tls";
@@ -76,17 +76,6 @@ fn ca_bundles(api: &TestApiServer, name: &str) -> Vec<Value> {
         .iter()
         .map(|w| w["clientConfig"]["caBundle"].clone())
         .collect()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
 }
 
 /// Where istio-proxy ends up in the patched fixture pod: `containers` or `initContainers`.
