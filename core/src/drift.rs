@@ -356,9 +356,14 @@ fn strip_defaults(parent: &str, v: &mut Value) {
                 if QUANTITY_MAPS.contains(&parent) {
                     map.values_mut().for_each(canonical_quantity);
                 }
+                // Only a key that has a default here is compared (the text of a whole subtree
+                // for every member made a pod's comparison ten times the cost of its injection).
                 map.retain(|k, val| {
-                    let text = val.to_string();
-                    !DEFAULTS.iter().any(|(p, key, default)| key == k && *default == text && matches(p, parent))
+                    !DEFAULTS.iter().any(|(p, key, default)| {
+                        key == k
+                            && matches(p, parent)
+                            && serde_json::from_str::<Value>(default).is_ok_and(|d| d == *val)
+                    })
                 });
                 for (k, val) in map.iter_mut() {
                     walk(k, val);
