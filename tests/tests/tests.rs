@@ -23,6 +23,7 @@ mod inject_conformance;
 mod inject_istio_config;
 mod krew_manifest;
 mod plugin_kubectl;
+mod plugin_paging;
 mod proxy_status_bench;
 mod proxy_status_e2e;
 mod webhook_hostile;

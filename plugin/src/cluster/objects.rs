@@ -76,7 +76,10 @@ pub const MUTATING_WEBHOOKS: Resource = Resource::new(
 
 impl Cluster {
     /// Lists `resource` in `namespace` (`None`: all namespaces, or cluster scope), optionally with a
-    /// label selector; each item carries `kind` and `apiVersion`.
+    /// label selector; each item carries `kind` and `apiVersion`. Reads the list a page of
+    /// [`PAGE_SIZE`] items at a time, as kubectl does, each page within the request timeout; when
+    /// the server has dropped the snapshot a `continue` token reads (410 Expired), lists again from the
+    /// start in one request, as client-go's pager does.
     pub async fn list_objects(
         &self,
         resource: Resource,
@@ -84,19 +87,47 @@ impl Cluster {
         selector: Option<&str>,
     ) -> Result<Vec<Value>, ClusterError> {
         let op = resource.op("list", namespace, None);
-        let mut uri = resource.path(namespace, None);
+        let mut base = resource.path(namespace, None);
+        base.push('?');
         if let Some(s) = selector {
-            uri.push_str("?labelSelector=");
-            uri.push_str(&encode(s));
+            base.push_str("labelSelector=");
+            base.push_str(&encode(s));
+            base.push('&');
         }
-        let list: Value = self.bounded(&op.to_string(), self.request(&op, &uri)).await?;
-        let mut items = match list {
-            Value::Object(mut m) => match m.remove("items") {
-                Some(Value::Array(items)) => items,
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
+        let mut items = Vec::new();
+        let (mut limit, mut token) = (Some(PAGE_SIZE), None::<String>);
+        loop {
+            let mut uri = base.clone();
+            if let Some(l) = limit {
+                uri.push_str(&format!("limit={l}"));
+            }
+            if let Some(t) = &token {
+                uri.push_str("&continue=");
+                uri.push_str(&encode(t));
+            }
+            let uri = uri.trim_end_matches(['?', '&']);
+            match self.bounded(&op.to_string(), self.request(&op, uri)).await {
+                Ok(list) => {
+                    let (page, next) = split_list(list);
+                    items.extend(page);
+                    match next {
+                        Some(t) if token.as_ref() == Some(&t) => {
+                            return Err(ClusterError::Failed {
+                                what: op.to_string(),
+                                reason: "the server answered the same continue token twice".into(),
+                            });
+                        }
+                        Some(t) if limit.is_some() => token = Some(t),
+                        _ => break,
+                    }
+                }
+                Err(e) if e.code() == Some(410) && token.is_some() => {
+                    items.clear();
+                    (limit, token) = (None, None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         for item in &mut items {
             if let Some(o) = item.as_object_mut() {
                 o.entry("kind").or_insert_with(|| Value::String(resource.kind.into()));
@@ -127,6 +158,24 @@ impl Cluster {
             .body(Vec::new())
             .map_err(|e| ClusterError::Failed { what: op.to_string(), reason: e.to_string() })?;
         self.client.request::<Value>(req).await.map_err(|e| op.error(e))
+    }
+}
+
+/// Items per page of a list (kubectl's default `--chunk-size`).
+pub const PAGE_SIZE: usize = 500;
+
+/// A list's items and its `continue` token (`None` when it is the last page).
+fn split_list(list: Value) -> (Vec<Value>, Option<String>) {
+    let Value::Object(mut m) = list else { return (Vec::new(), None) };
+    let next = m
+        .get("metadata")
+        .and_then(|md| md.get("continue"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    match m.remove("items") {
+        Some(Value::Array(items)) => (items, next),
+        _ => (Vec::new(), next),
     }
 }
 

@@ -419,7 +419,7 @@ fn controller_of(pod: &Value) -> Option<(&str, &str)> {
 /// pod's node, once scheduled). `None` for other pods and when nothing is replaced. The injector reads
 /// none of these fields, so pods that differ only in them get the same outcome.
 pub fn per_pod_fields_replaced(pod: &Value, kept: &BTreeSet<String>) -> Option<Value> {
-    let (kind, owner) = controller_of(pod)?;
+    let (kind, owner) = controller_of(pod).filter(|(k, _)| matches!(*k, "StatefulSet" | "DaemonSet"))?;
     let name = pod.pointer("/metadata/name").and_then(Value::as_str)?;
     let mut out = pod.clone();
     let mut replaced = false;
@@ -494,7 +494,12 @@ fn hash_value(v: &Value, h: &mut impl Hasher, skip_token: bool) {
     match v {
         Value::Null => 0u8.hash(h),
         Value::Bool(b) => b.hash(h),
-        Value::Number(n) => n.to_string().hash(h),
+        // Tagged like their text (1 and 1.0 differ), without formatting them.
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => (4u8, u).hash(h),
+            (None, Some(i)) => (5u8, i).hash(h),
+            (None, None) => (6u8, n.as_f64().map(f64::to_bits)).hash(h),
+        },
         Value::String(s) => s.hash(h),
         Value::Array(items) => {
             for i in items {

@@ -145,6 +145,7 @@ impl Builder {
             service_routes: Mutex::new(Default::default()),
             webhook_ca: Mutex::new(None),
             admission_calls: Mutex::new(Vec::new()),
+            compact_after_page: Mutex::new(false),
         });
         let mut server =
             TestApiServer { shared: shared.clone(), ca_pem: certs.ca_pem.clone(), shutdown: None, thread: None };
@@ -386,6 +387,12 @@ impl TestApiServer {
             Ok(())
         })?;
         Ok(store::present(&rt, &out))
+    }
+
+    /// Compacts the store right after the next list page that hands out a `continue` token (as etcd
+    /// may while a client pages through a list): the token of that page is answered 410 Expired.
+    pub fn compact_after_next_page(&self) {
+        *lock(&self.shared.compact_after_page) = true;
     }
 
     /// The current resourceVersion (it only increases).

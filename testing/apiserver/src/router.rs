@@ -420,7 +420,12 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>, target: Target) -
                     deleted.push(d);
                 }
             }
-            Ok(json_response(200, &list_body(&rt, deleted, shared.store.resource_version(), &Page::default())))
+            let items: Vec<Arc<[u8]>> = deleted
+                .iter()
+                .map(|o| serde_json::to_vec(&store::list_item(&rt, o)).unwrap_or_default().into())
+                .collect();
+            let body = list_body_encoded(&rt, &items, shared.store.resource_version(), &Page::default());
+            Ok(response(200, "application/json", full(body)))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -467,42 +472,6 @@ fn single(rt: &ResourceType, obj: Value, accept: &str, query: &BTreeMap<String, 
     json_response(200, &obj)
 }
 
-/// The list envelope, shaped like the real server's (typed lists drop each item's kind/apiVersion).
-fn list_body(rt: &ResourceType, items: Vec<Value>, rv: u64, page: &Page) -> Value {
-    let list_kind = format!("{}List", rt.kind);
-    let mut doc = serde_json::Map::new();
-    if rt.custom {
-        let items: Vec<Value> = items.into_iter().map(|o| store::present_owned(rt, o)).collect();
-        let mut md = serde_json::Map::new();
-        md.insert("continue".into(), json!(page.next.clone().unwrap_or_default()));
-        if let Some(n) = page.remaining {
-            md.insert("remainingItemCount".into(), json!(n));
-        }
-        md.insert("resourceVersion".into(), json!(rv.to_string()));
-        doc.insert("apiVersion".into(), json!(rt.api_version()));
-        doc.insert("items".into(), Value::Array(items));
-        doc.insert("kind".into(), json!(list_kind));
-        doc.insert("metadata".into(), Value::Object(md));
-        return Value::Object(doc);
-    }
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|o| {
-            let mut p = store::present_owned(rt, o);
-            if let Value::Object(m) = &mut p {
-                m.shift_remove("kind");
-                m.shift_remove("apiVersion");
-            }
-            p
-        })
-        .collect();
-    doc.insert("kind".into(), json!(list_kind));
-    doc.insert("apiVersion".into(), json!(rt.api_version()));
-    doc.insert("metadata".into(), page.typed_metadata(rv));
-    doc.insert("items".into(), Value::Array(items));
-    Value::Object(doc)
-}
-
 /// Where a paginated list stopped (`limit` + `continue`, as the real server encodes them).
 #[derive(Debug, Default)]
 struct Page {
@@ -527,35 +496,89 @@ impl Page {
     }
 }
 
-fn item_key(obj: &Value) -> String {
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
-        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
-        _ => name.to_string(),
+/// Where a page starts (`continue`) and how long it is (`limit`), as the real server reads them.
+struct PageQuery {
+    /// The key the previous page ended with.
+    after: Option<String>,
+    /// The resourceVersion of the list the token continues.
+    rv: Option<u64>,
+    limit: Option<usize>,
+}
+
+impl PageQuery {
+    fn parse(query: &BTreeMap<String, String>) -> Result<PageQuery, ApiError> {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let (mut after, mut rv) = (None, None);
+        if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
+            let bad = |why: &str| ApiError::bad_request(format!("continue key is not valid: {why}"));
+            let raw = engine.decode(token).map_err(|e| bad(&e.to_string()))?;
+            let doc: Value = serde_json::from_slice(&raw).map_err(|e| bad(&e.to_string()))?;
+            let start = doc.get("start").and_then(Value::as_str).ok_or_else(|| bad("no start key"))?;
+            after = Some(start.trim_end_matches('\u{0}').to_string());
+            rv = Some(doc.get("rv").and_then(Value::as_u64).ok_or_else(|| bad("no resource version"))?);
+        }
+        let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+        Ok(PageQuery { after, rv, limit })
     }
 }
 
-/// Applies `continue` (skip up to the token's start key) and `limit` to items in key order.
-fn paginate(items: Vec<Value>, rv: u64, query: &BTreeMap<String, String>) -> Result<(Vec<Value>, Page), ApiError> {
-    use base64::Engine;
-    let engine = base64::engine::general_purpose::STANDARD;
-    let mut items = items;
-    if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
-        let bad = |why: &str| ApiError::bad_request(format!("continue key is not valid: {why}"));
-        let raw = engine.decode(token).map_err(|e| bad(&e.to_string()))?;
-        let doc: Value = serde_json::from_slice(&raw).map_err(|e| bad(&e.to_string()))?;
-        let start = doc.get("start").and_then(Value::as_str).ok_or_else(|| bad("no start key"))?;
-        let start = start.trim_end_matches('\u{0}').to_string();
-        items.retain(|o| item_key(o) > start);
+impl Page {
+    /// The page's `continue` token and `remainingItemCount` (none when the list is complete).
+    fn of<T>(list: &store::ListPage<T>) -> Page {
+        use base64::Engine;
+        let Some(last) = &list.last else { return Page::default() };
+        let token = json!({"v": "meta.k8s.io/v1", "rv": list.rv, "start": format!("{last}\u{0}")});
+        let next = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&token).unwrap_or_default());
+        Page { next: Some(next), remaining: Some(list.remaining) }
     }
-    let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
-    let Some(limit) = limit.filter(|l| items.len() > *l) else { return Ok((items, Page::default())) };
-    let remaining = items.len() - limit;
-    items.truncate(limit);
-    let last = items.last().map(item_key).unwrap_or_default();
-    let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{last}\u{0}")});
-    let next = engine.encode(serde_json::to_vec(&token).unwrap_or_default());
-    Ok((items, Page { next: Some(next), remaining: Some(remaining) }))
+}
+
+/// The list envelope around items already encoded (so a list is never built as one `Value`), shaped
+/// like the real server's: typed lists `kind, apiVersion, metadata, items`; custom resources' in
+/// sorted key order, with `continue` always present.
+fn list_body_encoded(rt: &ResourceType, items: &[Arc<[u8]>], rv: u64, page: &Page) -> Vec<u8> {
+    let list_kind = json!(format!("{}List", rt.kind));
+    let api_version = json!(rt.api_version());
+    let size: usize = items.iter().map(|i| i.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 256);
+    let items_array = |out: &mut Vec<u8>| {
+        out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item);
+        }
+        out.push(b']');
+    };
+    let put = |out: &mut Vec<u8>, key: &str, v: &Value| {
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&serde_json::to_vec(v).unwrap_or_default());
+    };
+    if rt.custom {
+        let mut md = serde_json::Map::new();
+        md.insert("continue".into(), json!(page.next.clone().unwrap_or_default()));
+        if let Some(n) = page.remaining {
+            md.insert("remainingItemCount".into(), json!(n));
+        }
+        md.insert("resourceVersion".into(), json!(rv.to_string()));
+        put(&mut out, "{\"apiVersion\":", &api_version);
+        out.extend_from_slice(b",\"items\":");
+        items_array(&mut out);
+        put(&mut out, ",\"kind\":", &list_kind);
+        put(&mut out, ",\"metadata\":", &Value::Object(md));
+        out.push(b'}');
+    } else {
+        put(&mut out, "{\"kind\":", &list_kind);
+        put(&mut out, ",\"apiVersion\":", &api_version);
+        put(&mut out, ",\"metadata\":", &page.typed_metadata(rv));
+        out.extend_from_slice(b",\"items\":");
+        items_array(&mut out);
+        out.push(b'}');
+    }
+    out.push(b'\n');
+    out
 }
 
 fn list(
@@ -566,16 +589,24 @@ fn list(
     accept: &str,
 ) -> Result<Response<Body>, ApiError> {
     let filter = Filter { namespace, selectors: Selectors::from_query(query, &rt.field_selectors)? };
-    let (items, rv) = shared.store.list(rt, &filter);
-    let (items, page) = paginate(items, rv, query)?;
+    let pq = PageQuery::parse(query)?;
+    if pq.rv.is_some_and(|rv| shared.store.compacted(rv)) {
+        return Err(ApiError::continue_expired());
+    }
+    let (after, limit) = (pq.after.as_deref(), pq.limit);
     if accept.contains("as=Table") {
-        let items: Vec<Value> = items.into_iter().map(|o| store::present_owned(rt, o)).collect();
-        let mut t = table::render(rt, &items, Some(rv), include_object(query));
-        t["metadata"] = page.typed_metadata(rv);
+        let listed = shared.store.list_values(rt, &filter, after, limit);
+        let page = Page::of(&listed);
+        let items: Vec<Value> = listed.items.into_iter().map(|o| store::present_owned(rt, o)).collect();
+        let mut t = table::render(rt, &items, Some(listed.rv), include_object(query));
+        t["metadata"] = page.typed_metadata(listed.rv);
         return Ok(json_response_as(200, &t, TABLE_TYPE));
     }
     if accept.contains("as=PartialObjectMetadataList") {
-        let items: Vec<Value> = items
+        let listed = shared.store.list_values(rt, &filter, after, limit);
+        let page = Page::of(&listed);
+        let items: Vec<Value> = listed
+            .items
             .iter()
             .map(|o| {
                 json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
@@ -585,7 +616,7 @@ fn list(
         let mut doc = serde_json::Map::new();
         doc.insert("kind".into(), json!("PartialObjectMetadataList"));
         doc.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
-        doc.insert("metadata".into(), page.typed_metadata(rv));
+        doc.insert("metadata".into(), page.typed_metadata(listed.rv));
         doc.insert("items".into(), Value::Array(items));
         return Ok(json_response_as(
             200,
@@ -593,7 +624,12 @@ fn list(
             "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io",
         ));
     }
-    Ok(json_response(200, &list_body(rt, items, rv, &page)))
+    let listed = shared.store.list_encoded(rt, &filter, after, limit);
+    if listed.last.is_some() && std::mem::take(&mut *lock(&shared.compact_after_page)) {
+        shared.store.compact();
+    }
+    let body = list_body_encoded(rt, &listed.items, listed.rv, &Page::of(&listed));
+    Ok(response(200, "application/json", full(body)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -779,15 +815,27 @@ fn watch(
 mod tests {
     use super::*;
 
+    fn seeded_pods() -> Result<(Store, ResourceType), ApiError> {
+        let store = Store::new();
+        let rt = ResourceType::new("", "v1", "Pod", "pods", true).with_status();
+        store.register(rt.clone());
+        // "a" sorts before "a-b" as a namespace, but "a-b/..." before "a/..." as a key.
+        for (ns, name) in [("a", "p1"), ("a-b", "p0"), ("a", "p0"), ("b", "p2"), ("a-b", "p3")] {
+            store.put(&rt, json!({"metadata": {"name": name, "namespace": ns}, "spec": {"x": 1}}))?;
+        }
+        Ok((store, rt))
+    }
+
     #[test]
-    fn pagination_walks_every_item_once() -> Result<(), ApiError> {
-        let items: Vec<Value> =
-            (0..5).map(|i| json!({"metadata": {"name": format!("p{i}"), "namespace": "ns"}})).collect();
+    fn pagination_walks_every_item_once_in_key_order() -> Result<(), ApiError> {
+        let (store, rt) = seeded_pods()?;
         let mut query = BTreeMap::from([("limit".to_string(), "2".to_string())]);
         let mut seen = Vec::new();
         for round in 0..10 {
-            let (page_items, page) = paginate(items.clone(), 7, &query)?;
-            seen.extend(page_items.iter().map(item_key));
+            let pq = PageQuery::parse(&query)?;
+            let listed = store.list_values(&rt, &Filter::default(), pq.after.as_deref(), pq.limit);
+            seen.extend(listed.items.iter().map(store::list_key));
+            let page = Page::of(&listed);
             match page.next {
                 Some(next) => {
                     assert_eq!(page.remaining, Some(5 - seen.len()), "round {round}");
@@ -796,9 +844,49 @@ mod tests {
                 None => break,
             }
         }
-        assert_eq!(seen, vec!["ns/p0", "ns/p1", "ns/p2", "ns/p3", "ns/p4"]);
+        assert_eq!(seen, vec!["a-b/p0", "a-b/p3", "a/p0", "a/p1", "b/p2"]);
         query.insert("continue".into(), "!!".into());
-        assert_eq!(paginate(items, 7, &query).err().map(|e| e.code), Some(400));
+        assert_eq!(PageQuery::parse(&query).err().map(|e| e.code), Some(400));
+        Ok(())
+    }
+
+    #[test]
+    fn encoded_list_is_the_typed_list_document() -> Result<(), Box<dyn std::error::Error>> {
+        let (store, rt) = seeded_pods()?;
+        let listed = store.list_encoded(&rt, &Filter::default(), None, Some(2));
+        let page = Page::of(&listed);
+        let doc: Value = serde_json::from_slice(&list_body_encoded(&rt, &listed.items, listed.rv, &page))?;
+        let keys: Vec<&String> = doc.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        assert_eq!(keys, ["kind", "apiVersion", "metadata", "items"]);
+        assert_eq!(doc["kind"], "PodList");
+        assert_eq!(doc["metadata"]["remainingItemCount"], 3);
+        assert_eq!(doc["metadata"]["resourceVersion"], listed.rv.to_string());
+        let first = &doc["items"][0];
+        assert_eq!(first, &store::list_item(&rt, &store.get(&rt, "a-b", "p0")?));
+        assert!(first.get("kind").is_none() && first.get("apiVersion").is_none(), "{first}");
+        // A changed object is encoded again.
+        store.put(&rt, json!({"metadata": {"name": "p0", "namespace": "a-b"}, "spec": {"x": 2}}))?;
+        let again = store.list_encoded(&rt, &Filter::default(), None, Some(1));
+        let item: Value = serde_json::from_slice(&again.items[0])?;
+        assert_eq!(item["spec"]["x"], 2);
+        Ok(())
+    }
+
+    #[test]
+    fn encoded_custom_list_keeps_sorted_keys_and_continue() -> Result<(), Box<dyn std::error::Error>> {
+        let store = Store::new();
+        let mut rt = ResourceType::new("networking.istio.io", "v1", "VirtualService", "virtualservices", true);
+        rt.custom = true;
+        store.register(rt.clone());
+        store.put(&rt, json!({"metadata": {"name": "r", "namespace": "n"}, "spec": {"b": 1, "a": 2}}))?;
+        let listed = store.list_encoded(&rt, &Filter::default(), None, None);
+        let doc: Value = serde_json::from_slice(&list_body_encoded(&rt, &listed.items, listed.rv, &Page::of(&listed)))?;
+        let keys: Vec<&String> = doc.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        assert_eq!(keys, ["apiVersion", "items", "kind", "metadata"]);
+        assert_eq!(doc["metadata"]["continue"], "");
+        assert_eq!(doc["items"][0]["kind"], "VirtualService");
+        let spec: Vec<&String> = doc["items"][0]["spec"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        assert_eq!(spec, ["a", "b"]);
         Ok(())
     }
 

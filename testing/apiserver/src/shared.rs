@@ -56,6 +56,8 @@ pub struct Shared {
     pub webhook_ca: Mutex<Option<String>>,
     /// Every mutating webhook call, in order.
     pub admission_calls: Mutex<Vec<AdmissionCall>>,
+    /// Compact the store right after the next list page that hands out a `continue` token.
+    pub compact_after_page: Mutex<bool>,
 }
 
 /// Locks a mutex, recovering from poisoning (the data is plain).

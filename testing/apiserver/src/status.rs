@@ -148,6 +148,16 @@ impl ApiError {
         }
     }
 
+    /// 410 Expired for a `continue` token whose snapshot is compacted, worded as the real server's.
+    pub fn continue_expired() -> Self {
+        ApiError {
+            code: 410,
+            reason: "Expired",
+            message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into(),
+            details: None,
+        }
+    }
+
     /// 410 Expired: the requested resourceVersion is older than the server keeps.
     pub fn gone(rv: &str) -> Self {
         ApiError { code: 410, reason: "Expired", message: format!("too old resource version: {rv}"), details: None }

@@ -59,9 +59,63 @@ type Key = (String, String, String, String);
 pub struct State {
     /// Registered resource types (every served version).
     pub types: Vec<ResourceType>,
-    objects: BTreeMap<Key, Value>,
+    objects: BTreeMap<Key, Stored>,
     rv: u64,
+    /// The resourceVersion up to which history is dropped (etcd's compaction): older `continue`
+    /// tokens are answered 410.
+    compacted: u64,
     log: Vec<Arc<Event>>,
+}
+
+/// A stored object and its encoding as a list item, made when it is written, as etcd holds an
+/// object's bytes (a list is then written from those bytes, never rebuilt as one document).
+#[derive(Debug)]
+struct Stored {
+    value: Value,
+    /// Its key in list order ([`list_key`]).
+    key: String,
+    /// The apiVersion it was encoded for, and the bytes.
+    item: (String, Arc<[u8]>),
+}
+
+impl Stored {
+    fn new(rt: &ResourceType, value: Value) -> Stored {
+        let item = (rt.api_version(), encode_item(rt, &value));
+        Stored { key: list_key(&value), value, item }
+    }
+
+    /// The object as a list item of `rt`, encoded (another version of a custom resource is encoded
+    /// on the spot).
+    fn encoded(&self, rt: &ResourceType) -> Arc<[u8]> {
+        if self.item.0 == rt.api_version() { self.item.1.clone() } else { encode_item(rt, &self.value) }
+    }
+}
+
+fn encode_item(rt: &ResourceType, obj: &Value) -> Arc<[u8]> {
+    serde_json::to_vec(&list_item(rt, obj)).unwrap_or_default().into()
+}
+
+/// One page of a list in etcd's key order (`<namespace>/<name>`).
+#[derive(Debug)]
+pub struct ListPage<T> {
+    /// The page's items.
+    pub items: Vec<T>,
+    /// The store's resourceVersion.
+    pub rv: u64,
+    /// Items after this page (0: the list is complete).
+    pub remaining: usize,
+    /// The key of the page's last item, when more items follow (where the next page starts).
+    pub last: Option<String>,
+}
+
+/// An object's key in list order: `<namespace>/<name>`, or `<name>` for cluster-scoped objects (the
+/// order of etcd's `/registry/<resource>/...` keys).
+pub fn list_key(obj: &Value) -> String {
+    let name = name_of(obj);
+    match namespace_of(obj) {
+        "" => name.to_string(),
+        ns => format!("{ns}/{name}"),
+    }
 }
 
 /// The store shared by the HTTP handlers and the test's handle.
@@ -180,6 +234,19 @@ pub fn present_owned(rt: &ResourceType, mut obj: Value) -> Value {
     Value::Object(out)
 }
 
+/// The object as an item of a list of `rt`: [`present`], without `kind` and `apiVersion` for typed
+/// lists (the real server drops them from typed list items; custom resources keep them).
+pub fn list_item(rt: &ResourceType, obj: &Value) -> Value {
+    let mut p = present(rt, obj);
+    if !rt.custom
+        && let Value::Object(m) = &mut p
+    {
+        m.shift_remove("kind");
+        m.shift_remove("apiVersion");
+    }
+    p
+}
+
 /// Where a list or watch looks: a namespace (or all) plus selectors.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -274,6 +341,18 @@ impl Store {
         self.lock().rv
     }
 
+    /// Drops the history up to the current resourceVersion, as etcd's compaction does: a `continue`
+    /// token issued before is answered 410 Expired.
+    pub fn compact(&self) {
+        let mut st = self.lock();
+        st.compacted = st.rv;
+    }
+
+    /// Whether a list snapshot at `rv` is gone.
+    pub fn compacted(&self, rv: u64) -> bool {
+        rv <= self.lock().compacted
+    }
+
     fn key(rt: &ResourceType, ns: &str, name: &str) -> Key {
         (rt.group.clone(), rt.plural.clone(), if rt.namespaced { ns.to_string() } else { String::new() }, name.into())
     }
@@ -297,20 +376,66 @@ impl Store {
         self.lock()
             .objects
             .get(&Self::key(rt, ns, name))
-            .cloned()
+            .map(|s| s.value.clone())
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
     }
 
     /// Lists the objects of a type that match the filter, with the current resourceVersion.
     pub fn list(&self, rt: &ResourceType, filter: &Filter) -> (Vec<Value>, u64) {
+        let page = self.list_page(rt, filter, None, None, |s| s.value.clone());
+        (page.items, page.rv)
+    }
+
+    /// [`Store::list`] as encoded list items (encoded once per object version), a page at a time:
+    /// the items after the key `after`, at most `limit` of them.
+    pub fn list_encoded(
+        &self,
+        rt: &ResourceType,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> ListPage<Arc<[u8]>> {
+        self.list_page(rt, filter, after, limit, |s| s.encoded(rt))
+    }
+
+    /// [`Store::list_encoded`] as objects.
+    pub fn list_values(
+        &self,
+        rt: &ResourceType,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> ListPage<Value> {
+        self.list_page(rt, filter, after, limit, |s| s.value.clone())
+    }
+
+    fn list_page<T>(
+        &self,
+        rt: &ResourceType,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: Option<usize>,
+        item: impl Fn(&Stored) -> T,
+    ) -> ListPage<T> {
         let st = self.lock();
-        let items = st
+        let (group, plural) = (rt.group.clone(), rt.plural.clone());
+        let from = (group.clone(), plural.clone(), String::new(), String::new());
+        let mut selected: Vec<&Stored> = st
             .objects
-            .iter()
-            .filter(|((g, p, _, _), obj)| *g == rt.group && *p == rt.plural && filter.matches(obj))
-            .map(|(_, obj)| obj.clone())
+            .range(from..)
+            .take_while(|((g, p, _, _), _)| *g == group && *p == plural)
+            .map(|(_, s)| s)
+            .filter(|s| after.is_none_or(|a| s.key.as_str() > a) && filter.matches(&s.value))
             .collect();
-        (items, st.rv)
+        // The map's (namespace, name) order is not the key order when a namespace is a prefix of
+        // another ("a" and "a-b"): sort by the key itself.
+        selected.sort_by(|a, b| a.key.cmp(&b.key));
+        let take = limit.filter(|&l| l > 0).unwrap_or(usize::MAX).min(selected.len());
+        let remaining = selected.len() - take;
+        let last =
+            if remaining > 0 { take.checked_sub(1).and_then(|i| selected.get(i)).map(|s| s.key.clone()) } else { None };
+        let items = selected.iter().take(take).map(|s| item(s)).collect();
+        ListPage { items, rv: st.rv, remaining, last }
     }
 
     fn namespace_exists(st: &State, ns: &str) -> bool {
@@ -392,7 +517,7 @@ impl Store {
         }
         Self::prepare_new(&mut st, rt, ns, &mut obj)?;
         let key = Self::key(rt, ns, name_of(&obj));
-        st.objects.insert(key, obj.clone());
+        st.objects.insert(key, Stored::new(rt, obj.clone()));
         self.record(&mut st, rt, EventType::Added, obj.clone(), None);
         Ok(obj)
     }
@@ -438,7 +563,11 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let mut st = self.lock();
         let key = Self::key(rt, ns, name);
-        let old = st.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let old = st
+            .objects
+            .get(&key)
+            .map(|s| s.value.clone())
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         let mut new = old.clone();
         change(&mut new)?;
         if !new.is_object() {
@@ -490,7 +619,7 @@ impl Store {
             metadata_mut(&mut merged).insert("generation".into(), json!(g + 1));
         }
         Self::bump(&mut st, &mut merged);
-        st.objects.insert(key, merged.clone());
+        st.objects.insert(key, Stored::new(rt, merged.clone()));
         self.record(&mut st, rt, EventType::Modified, merged.clone(), Some(old));
         Ok(merged)
     }
@@ -499,11 +628,12 @@ impl Store {
     pub fn delete(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
         let mut st = self.lock();
         let key = Self::key(rt, ns, name);
-        let mut obj = st.objects.remove(&key).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let mut obj =
+            st.objects.remove(&key).map(|s| s.value).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         if rt.group.is_empty() && rt.plural == "namespaces" {
             let inside: Vec<Key> = st.objects.keys().filter(|k| k.2 == name).cloned().collect();
             for k in inside {
-                if let Some(mut child) = st.objects.remove(&k)
+                if let Some(mut child) = st.objects.remove(&k).map(|s| s.value)
                     && let Some(crt) = st.types.iter().find(|t| t.group == k.0 && t.plural == k.1).cloned()
                 {
                     Self::bump(&mut st, &mut child);
@@ -562,14 +692,14 @@ impl Store {
             WatchStart::Current => st
                 .objects
                 .iter()
-                .filter(|((g, p, _, _), obj)| *g == rt.group && *p == rt.plural && filter.matches(obj))
-                .map(|(_, obj)| {
+                .filter(|((g, p, _, _), s)| *g == rt.group && *p == rt.plural && filter.matches(&s.value))
+                .map(|(_, s)| {
                     Arc::new(Event {
                         rv: st.rv,
                         group: rt.group.clone(),
                         plural: rt.plural.clone(),
                         kind: EventType::Added,
-                        object: obj.clone(),
+                        object: s.value.clone(),
                         old: None,
                     })
                 })
