@@ -420,10 +420,7 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>, target: Target) -
                     deleted.push(d);
                 }
             }
-            let items: Vec<Arc<[u8]>> = deleted
-                .iter()
-                .map(|o| serde_json::to_vec(&store::list_item(&rt, o)).unwrap_or_default().into())
-                .collect();
+            let items: Vec<Arc<[u8]>> = deleted.iter().map(|o| store::encode_item(&rt, o)).collect();
             let body = list_body_encoded(&rt, &items, shared.store.resource_version(), &Page::default());
             Ok(response(200, "application/json", full(body)))
         }

@@ -91,7 +91,8 @@ impl Stored {
     }
 }
 
-fn encode_item(rt: &ResourceType, obj: &Value) -> Arc<[u8]> {
+/// The object encoded as an item of a list of `rt` ([`list_item`]).
+pub fn encode_item(rt: &ResourceType, obj: &Value) -> Arc<[u8]> {
     serde_json::to_vec(&list_item(rt, obj)).unwrap_or_default().into()
 }
 

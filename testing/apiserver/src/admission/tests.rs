@@ -282,6 +282,12 @@ fn chain<P: FnMut(&mut Value) -> Result<(), Rejection>>(
     }
 }
 
+/// The in-tree plugins as a test runs them: the ServiceAccount plugin with a fixed volume name.
+fn token_plugin(o: &mut Value) -> Result<(), Rejection> {
+    service_account_admit(o, None, || "kube-api-access-zzzzz".into());
+    Ok(())
+}
+
 fn calls_of(hooks: Vec<Hook>, answers: Fake, in_tree_changes: bool) -> Vec<(String, bool)> {
     let mut rounds = 0;
     let in_tree = |o: &mut Value| {
@@ -342,11 +348,7 @@ fn an_injected_container_gets_the_token_and_the_injector_is_asked_again() {
         ))
     });
     let answers = Fake(HashMap::from([("sidecar-injector.istio.io".to_string(), inject)]));
-    let in_tree = |o: &mut Value| {
-        service_account_admit(o, None, || "kube-api-access-zzzzz".into());
-        Ok(())
-    };
-    let mut chain = chain(&answers, vec![injector], in_tree);
+    let mut chain = chain(&answers, vec![injector], token_plugin);
     let admitted = futures::executor::block_on(chain.admit(pod(), &attrs(), &json!({})));
     let admitted = admitted.unwrap_or_else(|e| panic!("{e:?}"));
     let proxy = &admitted["spec"]["containers"][1];
@@ -385,11 +387,7 @@ fn the_reinvocation_reviews_the_patched_pod_decoded() {
     });
     let answers = Fake(HashMap::from([("sidecar-injector.istio.io".to_string(), inject)]));
     // The ServiceAccount plugin mounts the token in the new container: the reason for the re-review.
-    let in_tree = |o: &mut Value| {
-        service_account_admit(o, None, || "kube-api-access-zzzzz".into());
-        Ok(())
-    };
-    let mut chain = chain(&answers, vec![injector], in_tree);
+    let mut chain = chain(&answers, vec![injector], token_plugin);
     let admitted = futures::executor::block_on(chain.admit(pod(), &attrs(), &json!({})));
     let admitted = admitted.unwrap_or_else(|e| panic!("{e:?}"));
     let mut seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
